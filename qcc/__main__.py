@@ -1,0 +1,3 @@
+from qcc.cli.main import main
+
+main()
