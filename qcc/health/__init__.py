@@ -1,0 +1,1 @@
+"""Account health: :mod:`qcc.health.state` is the per-account state machine (pure, synchronous)."""

@@ -1,0 +1,180 @@
+"""What an upstream answer means for failover and health, and how long a 429 cools an account down.
+
+Pure functions: no I/O, no clock. ``wall_now`` (unix seconds) is passed in by the caller because
+rate-limit headers carry absolute times.
+
+    status        outcome        fails over   counts against health
+    2xx, 3xx      SUCCESS        no           no
+    401, 403      AUTH_FAILED    yes          no (the account is marked auth_failed instead)
+    429           RATE_LIMITED   yes          no (the account cools down instead)
+    other 4xx     CLIENT_ERROR   no           no (the request is at fault: passed through)
+    529           OVERLOADED     yes          yes
+    other 5xx     SERVER_ERROR   yes          yes
+    (no status)   NETWORK, TIMEOUT, STREAM_ERROR: set by the caller; fail over, count
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+
+MIN_COOLDOWN = 1.0
+MAX_COOLDOWN = 86400.0
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    CLIENT_ERROR = "client_error"
+    AUTH_FAILED = "auth_failed"
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+    SERVER_ERROR = "server_error"
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    STREAM_ERROR = "stream_error"
+
+
+_NO_FAILOVER = frozenset({Outcome.SUCCESS, Outcome.CLIENT_ERROR})
+_HEALTH = frozenset(
+    {
+        Outcome.OVERLOADED,
+        Outcome.SERVER_ERROR,
+        Outcome.NETWORK,
+        Outcome.TIMEOUT,
+        Outcome.STREAM_ERROR,
+    }
+)
+
+
+def classify_status(status: int) -> Outcome:
+    """The outcome of an upstream response by its HTTP status."""
+    if status < 400:
+        return Outcome.SUCCESS
+    if status in (401, 403):
+        return Outcome.AUTH_FAILED
+    if status == 429:
+        return Outcome.RATE_LIMITED
+    if status < 500:
+        return Outcome.CLIENT_ERROR
+    if status == 529:
+        return Outcome.OVERLOADED
+    return Outcome.SERVER_ERROR
+
+
+def fails_over(outcome: Outcome) -> bool:
+    """Whether the request should be sent to another account."""
+    return outcome not in _NO_FAILOVER
+
+
+def counts_against_health(outcome: Outcome) -> bool:
+    """Whether the outcome counts toward ejecting the account (outlier detection)."""
+    return outcome in _HEALTH
+
+
+# ---- cooldown ----------------------------------------------------------------------------
+
+_UNIFIED_RESET = re.compile(r"^anthropic-ratelimit-unified(-[a-z0-9_]+)?-reset$")
+_STANDARD_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
+
+
+def _clamp(seconds: float) -> float:
+    return min(max(seconds, MIN_COOLDOWN), MAX_COOLDOWN)
+
+
+def _finite(value: str) -> float | None:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _retry_after(value: str, wall_now: float) -> float | None:
+    """``Retry-After``: delta seconds, or an HTTP-date."""
+    seconds = _finite(value)
+    if seconds is not None:
+        return seconds if seconds >= 0 else None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp() - wall_now
+
+
+def _rfc3339(value: str) -> float | None:
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _pick(resets: list[tuple[float, bool]]) -> float | None:
+    """The reset to wait for: the latest exhausted one if any limit is exhausted, else the soonest.
+
+    Every exhausted limit must have reset before a request can succeed, hence the latest of them.
+    """
+    exhausted = [at for at, out in resets if out]
+    if exhausted:
+        return max(exhausted)
+    return min((at for at, _ in resets), default=None)
+
+
+def _unified(view: Mapping[str, str]) -> float | None:
+    """Claude subscription headers: ``anthropic-ratelimit-unified[-5h|-7d|...]-reset`` (epoch)."""
+    resets: list[tuple[float, bool]] = []
+    for key, value in view.items():
+        match = _UNIFIED_RESET.match(key)
+        if match is None:
+            continue
+        at = _finite(value)
+        if at is None or at <= 0:
+            continue
+        status = view.get(f"anthropic-ratelimit-unified{match.group(1) or ''}-status")
+        # "allowed" and "allowed_warning" still let requests through; anything else blocks.
+        blocked = status is not None and not status.strip().lower().startswith("allowed")
+        resets.append((at, blocked))
+    return _pick(resets)
+
+
+def _standard(view: Mapping[str, str]) -> float | None:
+    """API-key headers: ``anthropic-ratelimit-{requests,tokens,...}-reset`` (RFC 3339)."""
+    resets: list[tuple[float, bool]] = []
+    for kind in _STANDARD_KINDS:
+        raw = view.get(f"anthropic-ratelimit-{kind}-reset")
+        if raw is None:
+            continue
+        at = _rfc3339(raw)
+        if at is None:
+            continue
+        remaining = view.get(f"anthropic-ratelimit-{kind}-remaining")
+        resets.append((at, remaining is not None and remaining.strip() == "0"))
+    return _pick(resets)
+
+
+def cooldown_seconds(headers: Mapping[str, str], wall_now: float, default: float) -> float:
+    """How long a rate-limited account should rest, from its 429 response headers.
+
+    Tried in order, the first well-formed answer wins: ``retry-after`` (seconds or HTTP-date);
+    the unified subscription resets (epoch seconds); the per-kind API resets (RFC 3339); else
+    ``default``. Malformed values are skipped. The result is clamped to [1 s, 1 day].
+    """
+    view = {str(key).lower(): str(value) for key, value in headers.items()}
+    retry_after = view.get("retry-after")
+    if retry_after is not None:
+        seconds = _retry_after(retry_after, wall_now)
+        if seconds is not None:
+            return _clamp(seconds)
+    for reader in (_unified, _standard):
+        at = reader(view)
+        if at is not None:
+            return _clamp(at - wall_now)
+    return _clamp(default)

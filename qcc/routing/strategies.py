@@ -1,0 +1,155 @@
+"""Load-balancing strategies: which usable account serves the next attempt.
+
+:func:`choose` narrows the candidates to the best priority tier (the lowest ``priority`` number
+with any candidate: a lower tier serves only when no higher one can), then asks the strategy.
+
+Within a tier, accounts of weight 0 are standby: they are picked only when every candidate of
+the tier has weight 0 (and are then treated as weight 1). This holds for every strategy.
+
+    priority        the first candidate in config order: pure failover
+    round-robin     the next name in sorted order after the last pick
+    weighted        nginx's smooth weighted round-robin (deterministic)
+    least-latency   power of two choices on LatencyScore.score (lower wins)
+
+Strategies keep a little state between calls and are not thread-safe; the proxy runs them on
+its event loop only.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from qcc.config.model import STRATEGIES
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    name: str
+    weight: int = 1
+    priority: int = 0
+    score: float = 0.0  # least-latency score (LatencyScore.score), lower is better
+
+
+class Strategy(Protocol):
+    def pick(self, tier: Sequence[Candidate]) -> Candidate:
+        """One of ``tier``: non-empty, one priority, all usable."""
+        ...
+
+
+def serving(tier: Sequence[Candidate]) -> Sequence[Candidate]:
+    """The candidates that may be picked: those with weight > 0, else all (standby)."""
+    active = [c for c in tier if c.weight > 0]
+    return active or tier
+
+
+class StrictPriority:
+    """The first candidate in the given (config) order wins."""
+
+    def pick(self, tier: Sequence[Candidate]) -> Candidate:
+        return serving(tier)[0]
+
+
+class RoundRobin:
+    """Rotates by name: picks the next name in sorted order after the last one picked.
+
+    Remembering a name (not an index) keeps the rotation fair when accounts come and go.
+    """
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def pick(self, tier: Sequence[Candidate]) -> Candidate:
+        pool = serving(tier)
+        first = after = None
+        for c in pool:
+            if first is None or c.name < first.name:
+                first = c
+            if (
+                self.last is not None
+                and c.name > self.last
+                and (after is None or c.name < after.name)
+            ):
+                after = c
+        picked = after or first
+        assert picked is not None  # tier is non-empty
+        self.last = picked.name
+        return picked
+
+
+class SmoothWeighted:
+    """nginx's smooth weighted round-robin: weights 5,1,1 give ``a a b a c a a``.
+
+    Each pick adds every candidate's weight to its ``current``, picks the largest (ties: the
+    smallest name) and subtracts the tier's total weight from the winner. Names absent from a
+    tier keep their ``current``; when more than ``max_names`` names are remembered, those not in
+    the current tier are forgotten, so the state stays bounded.
+    """
+
+    def __init__(self, max_names: int = 256) -> None:
+        self.current: dict[str, int] = {}
+        self.max_names = max_names
+
+    def pick(self, tier: Sequence[Candidate]) -> Candidate:
+        pool = serving(tier)
+        standby = pool[0].weight <= 0
+        current = self.current
+        total = 0
+        best: Candidate | None = None
+        best_value = 0
+        for c in pool:
+            weight = 1 if standby else c.weight
+            total += weight
+            value = current.get(c.name, 0) + weight
+            current[c.name] = value
+            if best is None or value > best_value or (value == best_value and c.name < best.name):
+                best, best_value = c, value
+        assert best is not None  # tier is non-empty
+        current[best.name] = best_value - total
+        if len(current) > self.max_names:
+            names = {c.name for c in pool}
+            for name in [n for n in current if n not in names]:
+                del current[name]
+        return best
+
+
+class LeastLatency:
+    """Power of two choices: sample two distinct candidates, keep the lower score.
+
+    Ties go to the first sampled. Weights are ignored except for the weight-0 standby rule.
+    """
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.Random()
+
+    def pick(self, tier: Sequence[Candidate]) -> Candidate:
+        pool = serving(tier)
+        if len(pool) == 1:
+            return pool[0]
+        i, j = self.rng.sample(range(len(pool)), 2)
+        a, b = pool[i], pool[j]
+        return b if b.score < a.score else a
+
+
+def make_strategy(name: str, rng: random.Random | None = None) -> Strategy:
+    """The strategy named in config: priority, round-robin, weighted or least-latency."""
+    if name == "priority":
+        return StrictPriority()
+    if name == "round-robin":
+        return RoundRobin()
+    if name == "weighted":
+        return SmoothWeighted()
+    if name == "least-latency":
+        return LeastLatency(rng)
+    raise ValueError(f"unknown strategy '{name}'; expected one of: {', '.join(STRATEGIES)}")
+
+
+def choose(strategy: Strategy, candidates: Sequence[Candidate]) -> Candidate | None:
+    """The pick among the best priority tier of ``candidates`` (usable, not yet tried), or None."""
+    if not candidates:
+        return None
+    best = min(c.priority for c in candidates)
+    tier = [c for c in candidates if c.priority == best]
+    return strategy.pick(tier)
