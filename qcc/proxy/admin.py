@@ -1,0 +1,220 @@
+"""Routes the proxy answers itself: ``/health``, ``/accounts/stats``, ``/metrics``, and the
+non-API paths Claude Code probes (``HEAD /``, ``/api/...``), which never touch an account."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from aiohttp import web
+
+from qcc.health.state import State
+from qcc.proxy.messages import error_body
+from qcc.proxy.pool import Member
+from qcc.proxy.runtime import RUNTIME_KEY, Runtime
+from qcc.stats import LATENCY_BUCKETS
+
+JSON = "application/json"
+
+
+def _unauthorized() -> web.Response:
+    return web.Response(
+        status=401,
+        body=error_body(
+            "authentication_error",
+            "qcc: this proxy requires its access key as x-api-key or Authorization: Bearer",
+        ),
+        content_type=JSON,
+    )
+
+
+def health_document(rt: Runtime, now: float) -> tuple[int, dict[str, Any]]:
+    total = len(rt.pool.members)
+    available = rt.pool.usable_count(now)
+    if total and available == total:
+        status = "healthy"
+    elif available:
+        status = "degraded"
+    else:
+        status = "unhealthy"
+    doc = {
+        "status": status,
+        "cluster": rt.pool.cluster.name,
+        "accounts": {"total": total, "available": available, "unavailable": total - available},
+    }
+    return (200 if available else 503), doc
+
+
+def member_document(member: Member, now: float, wall_now: float) -> dict[str, Any]:
+    account, health, stats = member.account, member.health, member.stats
+    usable = member.header is not None and health.usable(now)
+    p50 = stats.ttfb.quantile(0.5)
+    until = health.until
+    return {
+        "name": account.name,
+        "base_url": account.base_url,
+        "state": health.state.value,
+        "available": usable,
+        "reason": health.reason,
+        "since": wall_now - (now - health.since),
+        "until": None if until is None else wall_now + (until - now),
+        "weight": account.weight,
+        "priority": account.priority,
+        "enabled": account.enabled,
+        "requests": stats.requests,
+        "failures": stats.failures,
+        "consecutive_failures": health.consecutive_failures,
+        "ejections": health.ejections,
+        "in_flight": stats.in_flight,
+        "latency_ms": None if member.latency.ewma is None else round(member.latency.ewma * 1000, 1),
+        "p50_ms": None if p50 is None else round(p50 * 1000, 1),
+        "last_error": stats.last_error,
+        "last_error_at": stats.last_error_at,
+        "outcomes": dict(stats.outcomes),
+        "usage": stats.usage.as_dict(),
+        "cache_read_share": stats.usage.cache_read_share,
+        "transitions": [
+            {
+                "at": wall_now - (now - t.at),
+                "from": t.from_state.value,
+                "to": t.to_state.value,
+                "reason": t.reason,
+            }
+            for t in list(health.transitions)[-5:]
+        ],
+    }
+
+
+def stats_document(rt: Runtime, now: float, wall_now: float) -> dict[str, Any]:
+    pool = rt.pool
+    return {
+        "cluster": pool.cluster.name,
+        "strategy": pool.cluster.strategy,
+        "sticky": pool.cluster.sticky,
+        "total_accounts": len(pool.members),
+        "available_accounts": pool.usable_count(now),
+        "uptime_s": round(now - rt.started, 1),
+        "requests": rt.requests,
+        "panics": pool.panics,
+        "reloads": rt.reloads,
+        "reload_error": rt.reload_error,
+        "sticky_sessions": len(pool.sticky),
+        "pid": os.getpid(),
+        "accounts": [member_document(m, now, wall_now) for m in pool.members.values()],
+    }
+
+
+async def health(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME_KEY]
+    status, doc = health_document(rt, asyncio.get_running_loop().time())
+    return web.json_response(doc, status=status)
+
+
+async def accounts_stats(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME_KEY]
+    if not rt.authorized(request):
+        return _unauthorized()
+    doc = stats_document(rt, asyncio.get_running_loop().time(), time.time())
+    return web.json_response(doc, dumps=lambda o: json.dumps(o, indent=2))
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def metrics_text(rt: Runtime, now: float) -> str:
+    cluster = _label(rt.pool.cluster.name)
+    lines = [
+        "# HELP qcc_up 1 while the proxy serves.",
+        "# TYPE qcc_up gauge",
+        f'qcc_up{{cluster="{cluster}"}} 1',
+        "# HELP qcc_client_requests_total Requests received from clients.",
+        "# TYPE qcc_client_requests_total counter",
+        f'qcc_client_requests_total{{cluster="{cluster}"}} {rt.requests}',
+        "# HELP qcc_panic_total Selections made in panic mode (no account usable).",
+        "# TYPE qcc_panic_total counter",
+        f'qcc_panic_total{{cluster="{cluster}"}} {rt.pool.panics}',
+    ]
+    members = list(rt.pool.members.values())
+    sections: dict[str, list[str]] = {
+        "qcc_account_state": [
+            "# HELP qcc_account_state 1 for the account's current health state.",
+            "# TYPE qcc_account_state gauge",
+        ],
+        "qcc_account_attempts_total": [
+            "# HELP qcc_account_attempts_total Attempts sent to the account, by outcome.",
+            "# TYPE qcc_account_attempts_total counter",
+        ],
+        "qcc_account_in_flight": [
+            "# HELP qcc_account_in_flight Attempts in progress.",
+            "# TYPE qcc_account_in_flight gauge",
+        ],
+        "qcc_account_tokens_total": [
+            "# HELP qcc_account_tokens_total Tokens reported by the account, by kind.",
+            "# TYPE qcc_account_tokens_total counter",
+        ],
+        "qcc_account_ttfb_seconds": [
+            "# HELP qcc_account_ttfb_seconds Time to first byte of successful attempts.",
+            "# TYPE qcc_account_ttfb_seconds histogram",
+        ],
+    }
+    for m in members:
+        acc = f'cluster="{cluster}",account="{_label(m.name)}"'
+        for state in State:
+            value = 1 if m.health.state is state else 0
+            sections["qcc_account_state"].append(
+                f'qcc_account_state{{{acc},state="{state.value}"}} {value}'
+            )
+        for outcome, count in sorted(m.stats.outcomes.items()):
+            sections["qcc_account_attempts_total"].append(
+                f'qcc_account_attempts_total{{{acc},outcome="{outcome}"}} {count}'
+            )
+        sections["qcc_account_in_flight"].append(
+            f"qcc_account_in_flight{{{acc}}} {m.stats.in_flight}"
+        )
+        for kind, count in m.stats.usage.as_dict().items():
+            sections["qcc_account_tokens_total"].append(
+                f'qcc_account_tokens_total{{{acc},kind="{kind}"}} {count}'
+            )
+        hist = m.stats.ttfb
+        cumulative = 0
+        out = sections["qcc_account_ttfb_seconds"]
+        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), hist.counts, strict=True):
+            cumulative += count
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            out.append(f'qcc_account_ttfb_seconds_bucket{{{acc},le="{le}"}} {cumulative}')
+        out.append(f"qcc_account_ttfb_seconds_sum{{{acc}}} {hist.total:.6f}")
+        out.append(f"qcc_account_ttfb_seconds_count{{{acc}}} {hist.count}")
+    for section in sections.values():
+        lines.extend(section)
+    return "\n".join(lines) + "\n"
+
+
+async def metrics(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME_KEY]
+    if not rt.authorized(request):
+        return _unauthorized()
+    text = metrics_text(rt, asyncio.get_running_loop().time())
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"x-prometheus-format": "0.0.4"},
+    )
+
+
+async def root(request: web.Request) -> web.Response:
+    """``HEAD /`` and ``GET /``: Claude Code checks that the base URL answers."""
+    return web.Response(text="qcc proxy: point ANTHROPIC_BASE_URL here\n")
+
+
+async def not_forwarded(request: web.Request) -> web.Response:
+    """Paths outside ``/v1/`` are never sent to an account."""
+    return web.Response(
+        status=404,
+        body=error_body("not_found_error", f"qcc: {request.path} is not forwarded (only /v1/...)"),
+        content_type=JSON,
+    )

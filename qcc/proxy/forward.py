@@ -1,0 +1,408 @@
+"""Forwarding one client request: select account → build its request → send → relay or fail over.
+
+The order is the lesson of the tools before qcc: every per-account setting (credential, model
+rename, base URL) is read from the account *selected for this attempt*.
+
+A response is *committed* when its first byte goes to the client. Before that, any failure moves
+on to the next account; after it, a failure ends the stream with an ``event: error``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from qcc.proxy import sse
+from qcc.proxy.messages import (
+    downstream_headers,
+    error_body,
+    rename_model,
+    upstream_headers,
+    wants_stream,
+)
+from qcc.proxy.pool import Member
+from qcc.proxy.runtime import RUNTIME_KEY, Runtime
+from qcc.routing.classify import Outcome, classify_status, cooldown_seconds, fails_over
+from qcc.routing.sticky import session_key
+
+log = logging.getLogger("qcc.proxy")
+access_log = logging.getLogger("qcc.access")
+
+PRECOMMIT_LIMIT = 1 << 20  # bytes of stream held back at most while waiting for message_start
+_NETWORK_ERRORS = (aiohttp.ClientError, OSError)
+
+
+class ClientGone(Exception):
+    """The client went away while its response was being relayed."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__("client disconnected")
+        self.response = response
+
+
+async def _write(response: web.StreamResponse, chunk: bytes) -> None:
+    try:
+        await response.write(chunk)
+    except ConnectionResetError:
+        raise ClientGone(response) from None
+
+
+@dataclass(slots=True)
+class Failure:
+    """One attempt that failed over."""
+
+    account: str
+    outcome: Outcome
+    reason: str
+    status: int | None = None
+
+
+@dataclass(slots=True)
+class Done:
+    """One attempt that answered the client (success, or a client error passed through)."""
+
+    account: str
+    response: web.StreamResponse
+    status: int
+    ttfb: float | None
+    usage: dict[str, int]
+
+
+class Exchange:
+    """The life of one client request across one or more attempts."""
+
+    def __init__(self, runtime: Runtime, request: web.Request, body: bytes) -> None:
+        self.rt = runtime
+        self.request = request
+        self.body = body
+        self.stream = request.method == "POST" and wants_stream(body)
+        self.failures: list[Failure] = []
+
+    async def run(self) -> web.StreamResponse:
+        rt, loop = self.rt, asyncio.get_running_loop()
+        pool = rt.pool
+        started = loop.time()
+        session = session_key(self.request.headers, self.body) if pool.cluster.sticky else None
+        rt.budget.record_request(started)
+        tried: set[str] = set()
+        budget_exhausted = False
+        result: Done | None = None
+        while True:
+            now = loop.time()
+            member = pool.select(tried, now, session)
+            if member is None:
+                break
+            if tried and not rt.budget.try_spend(now):
+                budget_exhausted = True
+                break
+            tried.add(member.name)
+            try:
+                outcome = await self.attempt(member)
+            except ClientGone as gone:
+                log.info("client went away mid-response; upstream request cancelled")
+                return gone.response
+            if isinstance(outcome, Done):
+                pool.remember_session(session, member, loop.time())
+                result = outcome
+                break
+            self.failures.append(outcome)
+        duration = loop.time() - started
+        if result is None:
+            response = await self.all_failed(budget_exhausted)
+            self.log(None, response.status, None, duration, {})
+            return response
+        self.log(result.account, result.status, result.ttfb, duration, result.usage)
+        return result.response
+
+    # ---- one attempt ---------------------------------------------------------------------
+
+    async def attempt(self, member: Member) -> Done | Failure:
+        rt, loop = self.rt, asyncio.get_running_loop()
+        assert member.header is not None
+        account = member.account
+        headers = upstream_headers(self.request.headers, member.header, identity=self.stream)
+        data = rename_model(self.body, account.models) if account.models else self.body
+        url = account.base_url + self.request.raw_path
+        timeouts = rt.config.timeouts
+        head_limit = timeouts.stream_first_byte if self.stream else timeouts.first_byte
+        started = loop.time()
+        rt.pool.begin(member, started)
+        upstream: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(head_limit) as deadline:
+                upstream = await rt.session.request(
+                    self.request.method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    allow_redirects=False,
+                    timeout=rt.client_timeout,
+                )
+                ttfb = loop.time() - started
+                outcome = classify_status(upstream.status)
+                if fails_over(outcome):
+                    return await self._failed_status(member, upstream, outcome)
+                ctype = upstream.headers.get("content-type", "")
+                if outcome is Outcome.SUCCESS and ctype.startswith("text/event-stream"):
+                    first = await self._first_events(member, upstream)
+                    if isinstance(first, Failure):
+                        return first
+                    deadline.reschedule(None)
+                    buffered, usage = first
+                    ttfb = loop.time() - started
+                    rt.pool.record_success(member, loop.time(), ttfb)
+                    response = await self._relay_stream(member, upstream, buffered, usage)
+                    return Done(member.name, response, upstream.status, ttfb, usage)
+                deadline.reschedule(None)
+            if outcome is Outcome.SUCCESS:
+                rt.pool.record_success(member, loop.time(), ttfb)
+            else:
+                rt.pool.record_client_error(member, loop.time(), ttfb)
+            response, usage = await self._relay_body(member, upstream)
+            return Done(member.name, response, upstream.status, ttfb, usage)
+        except TimeoutError:
+            what = "first event" if self.stream else "response"
+            return self._fail(member, Outcome.TIMEOUT, f"no {what} within {head_limit:g}s")
+        except _NETWORK_ERRORS as exc:
+            return self._fail(member, Outcome.NETWORK, _describe(exc))
+        finally:
+            rt.pool.end(member)
+            if upstream is not None:
+                upstream.close() if not upstream.content.at_eof() else upstream.release()
+
+    def _fail(
+        self,
+        member: Member,
+        outcome: Outcome,
+        reason: str,
+        status: int | None = None,
+        cooldown: float | None = None,
+    ) -> Failure:
+        now = asyncio.get_running_loop().time()
+        self.rt.pool.record_failure(member, outcome, reason, now, time.time(), cooldown)
+        log.warning("account %s failed (%s): %s; failing over", member.name, outcome, reason)
+        return Failure(member.name, outcome, reason, status)
+
+    async def _failed_status(
+        self, member: Member, upstream: aiohttp.ClientResponse, outcome: Outcome
+    ) -> Failure:
+        detail = ""
+        try:
+            async with asyncio.timeout(2.0):
+                raw = await upstream.content.read(2048)
+            error = sse.parse_data(raw).get("error")
+            if isinstance(error, dict):
+                detail = str(error.get("message", ""))[:200]
+        except (TimeoutError, *_NETWORK_ERRORS):
+            pass
+        reason = f"HTTP {upstream.status}" + (f" {detail}" if detail else "")
+        cooldown = None
+        if outcome is Outcome.RATE_LIMITED:
+            cooldown = cooldown_seconds(upstream.headers, time.time(), default=30.0)
+        return self._fail(member, outcome, reason, upstream.status, cooldown)
+
+    async def _first_events(
+        self, member: Member, upstream: aiohttp.ClientResponse
+    ) -> tuple[bytes, dict[str, int]] | Failure:
+        """Read until the event that carries the message; fail over on anything before it."""
+        buf = b""
+        pos = 0
+        while True:
+            chunk = await upstream.content.readany()
+            if not chunk:
+                return self._fail(member, Outcome.STREAM_ERROR, "stream ended before any event")
+            buf += chunk
+            while (event := sse.next_event(buf, pos)) is not None:
+                name, data, pos = event
+                if name is None or name == "ping":
+                    continue
+                if name == "error":
+                    kind = sse.error_type(data) or "error"
+                    outcome = {
+                        "overloaded_error": Outcome.OVERLOADED,
+                        "rate_limit_error": Outcome.RATE_LIMITED,
+                        "authentication_error": Outcome.AUTH_FAILED,
+                        "permission_error": Outcome.AUTH_FAILED,
+                    }.get(kind, Outcome.STREAM_ERROR)
+                    cooldown = 30.0 if outcome is Outcome.RATE_LIMITED else None
+                    return self._fail(
+                        member, outcome, f"stream began with {kind}", cooldown=cooldown
+                    )
+                usage = sse.message_start_usage(data) if name == "message_start" else {}
+                return buf, usage
+            if len(buf) > PRECOMMIT_LIMIT:
+                return buf, {}
+
+    # ---- relaying a committed response ---------------------------------------------------
+
+    async def _start(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        response = web.StreamResponse(
+            status=upstream.status,
+            reason=upstream.reason,
+            headers=downstream_headers(upstream.headers),
+        )
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        await response.prepare(self.request)
+        return response
+
+    async def _relay_stream(
+        self,
+        member: Member,
+        upstream: aiohttp.ClientResponse,
+        buffered: bytes,
+        usage: dict[str, int],
+    ) -> web.StreamResponse:
+        response = await self._start(upstream)
+        watcher = sse.StreamWatcher()
+        watcher.feed(buffered)
+        await _write(response, buffered)
+        ended_by = ""
+        try:
+            async for chunk in upstream.content.iter_any():
+                watcher.feed(chunk)
+                await _write(response, chunk)
+        except TimeoutError:
+            ended_by = f"account {member.name} went silent mid-stream"
+        except _NETWORK_ERRORS as exc:
+            ended_by = f"account {member.name} dropped the stream ({_describe(exc)})"
+        if not ended_by and not watcher.stopped:
+            ended_by = f"account {member.name} ended the stream before message_stop"
+        usage.update(watcher.usage)
+        member.stats.usage.add(usage)
+        if ended_by:
+            now = asyncio.get_running_loop().time()
+            self.rt.pool.record_failure(member, Outcome.STREAM_ERROR, ended_by, now, time.time())
+            log.warning("%s after the response was committed; ending it with an error", ended_by)
+            await _write(response, sse.error_event("api_error", f"qcc: {ended_by}"))
+        await response.write_eof()
+        return response
+
+    async def _relay_body(
+        self, member: Member, upstream: aiohttp.ClientResponse
+    ) -> tuple[web.StreamResponse, dict[str, int]]:
+        response = await self._start(upstream)
+        tail = b""
+        try:
+            async for chunk in upstream.content.iter_any():
+                await _write(response, chunk)
+                tail = (tail + chunk)[-8192:] if len(chunk) < 8192 else chunk[-8192:]
+        except (TimeoutError, *_NETWORK_ERRORS) as exc:
+            # Committed: nothing can be replaced now. Close, so the client sees the break.
+            reason = f"account {member.name} broke off its response ({_describe(exc)})"
+            now = asyncio.get_running_loop().time()
+            self.rt.pool.record_failure(member, Outcome.NETWORK, reason, now, time.time())
+            log.warning("%s after it was committed", reason)
+            response.force_close()
+            return response, {}
+        await response.write_eof()
+        usage: dict[str, int] = {}
+        encoding = upstream.headers.get("content-encoding", "identity")
+        if upstream.status < 300 and encoding == "identity":
+            usage = sse.usage_numbers(tail)
+            member.stats.usage.add(usage)
+        return response, usage
+
+    # ---- when nothing worked -------------------------------------------------------------
+
+    async def all_failed(self, budget_exhausted: bool) -> web.Response:
+        rt = self.rt
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        failures = self.failures
+        total = len(rt.pool.members)
+        headers: dict[str, str] = {}
+        recovery = rt.pool.soonest_recovery(now)
+        if recovery is not None and recovery > now:
+            headers["retry-after"] = str(max(1, round(recovery - now)))
+        headers["x-should-retry"] = "false" if recovery is None else "true"
+        outcomes = {f.outcome for f in failures}
+        if failures and outcomes == {Outcome.RATE_LIMITED}:
+            status, kind = 429, "rate_limit_error"
+        elif Outcome.OVERLOADED in outcomes and Outcome.AUTH_FAILED not in outcomes:
+            status, kind = 529, "overloaded_error"
+        else:
+            status, kind = 503, "api_error"
+        cluster = rt.pool.cluster.name
+        if not failures:
+            message = (
+                f"qcc: no account of cluster '{cluster}' can serve right now "
+                f"({total} configured, {rt.pool.usable_count(now)} available)"
+            )
+        else:
+            why = "; ".join(f"{f.account}: {f.reason}" for f in failures)
+            message = f"qcc: all {len(failures)} accounts tried failed ({why})"
+            if len(failures) < total:
+                message = f"qcc: {len(failures)} of {total} accounts tried, all failed ({why})"
+            if budget_exhausted:
+                message += "; retry budget exhausted, so no further account was tried"
+        return web.Response(
+            status=status,
+            body=error_body(kind, message),
+            content_type="application/json",
+            headers=headers,
+        )
+
+    def log(
+        self,
+        account: str | None,
+        status: int,
+        ttfb: float | None,
+        duration: float,
+        usage: dict[str, int],
+    ) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        attempts = ",".join(f"{f.account}:{f.outcome}" for f in self.failures) or "-"
+        access_log.info(
+            "rid=%s cluster=%s method=%s path=%s account=%s status=%s failed_over=%s "
+            "ttfb_ms=%s duration_ms=%.1f stream=%s in=%s out=%s cache_read=%s cache_write=%s",
+            self.request.get("rid", "-"),
+            self.rt.pool.cluster.name,
+            self.request.method,
+            self.request.path,
+            account or "-",
+            status,
+            attempts,
+            f"{ttfb * 1000:.1f}" if ttfb is not None else "-",
+            duration * 1000,
+            self.stream,
+            usage.get("input_tokens", 0),
+            usage.get("output_tokens", 0),
+            usage.get("cache_read_input_tokens", 0),
+            usage.get("cache_creation_input_tokens", 0),
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, secret-free description of a network error (never the request headers)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "response body broken off"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    return type(exc).__name__
+
+
+async def handle_api(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME_KEY]
+    runtime.requests += 1
+    if not runtime.authorized(request):
+        return web.Response(
+            status=401,
+            body=error_body(
+                "authentication_error",
+                "qcc: this proxy requires its access key as x-api-key or Authorization: Bearer",
+            ),
+            content_type="application/json",
+        )
+    body = await request.read()
+    return await Exchange(runtime, request, body).run()

@@ -1,0 +1,114 @@
+"""What the proxy does to a request on its way to an account, and the errors it answers with.
+
+Pure helpers: header filtering (precomputed sets), the per-account model rename, the cheap
+"is this a streaming request?" test, and Anthropic-format error bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+
+from multidict import CIMultiDict
+
+# RFC 9110 §7.6.1 hop-by-hop headers, plus those aiohttp recomputes for the new connection.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+CLIENT_CREDENTIALS = frozenset({"x-api-key", "authorization"})
+REQUEST_DROP = HOP_BY_HOP | CLIENT_CREDENTIALS
+RESPONSE_DROP = HOP_BY_HOP
+
+_STREAM_RE = re.compile(rb'"stream"\s*:\s*true')
+
+
+def wants_stream(body: bytes) -> bool:
+    """True when a Messages request body asks for SSE (``"stream": true``)."""
+    return b'"stream"' in body and _STREAM_RE.search(body) is not None
+
+
+def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
+    value = headers.get("connection")
+    if not value:
+        return frozenset()
+    return frozenset(token.strip().lower() for token in value.split(","))
+
+
+def upstream_headers(
+    client: Mapping[str, str],
+    credential: tuple[str, str],
+    *,
+    identity: bool,
+) -> CIMultiDict[str]:
+    """The client's end-to-end headers, its credentials replaced by the account's.
+
+    ``identity``: ask the account for an uncompressed body (streams, which the proxy reads).
+    """
+    also_drop = _connection_tokens(client)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in client.items():
+        lower = name.lower()
+        if lower in REQUEST_DROP or lower in also_drop:
+            continue
+        if identity and lower == "accept-encoding":
+            continue
+        out.add(name, value)
+    if identity:
+        out["accept-encoding"] = "identity"
+    out[credential[0]] = credential[1]
+    return out
+
+
+def downstream_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
+    also_drop = _connection_tokens(upstream)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in upstream.items():
+        lower = name.lower()
+        if lower in RESPONSE_DROP or lower in also_drop:
+            continue
+        out.add(name, value)
+    return out
+
+
+def rename_model(body: bytes, renames: Mapping[str, str]) -> bytes:
+    """Apply an account's ``models`` rename to a JSON body; other bodies pass unchanged.
+
+    Only a body that mentions one of the source names is parsed at all.
+    """
+    if not renames or b'"model"' not in body:
+        return body
+    if not any(source.encode() in body for source in renames):
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    model = data.get("model")
+    if not isinstance(model, str) or model not in renames:
+        return body
+    data["model"] = renames[model]
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def error_body(kind: str, message: str) -> bytes:
+    """An Anthropic-format error document."""
+    return json.dumps({"type": "error", "error": {"type": kind, "message": message}}).encode()
+
+
+def describe_attempts(attempts: Iterable[tuple[str, str]]) -> str:
+    return "; ".join(f"{name}: {reason}" for name, reason in attempts)

@@ -1,0 +1,74 @@
+"""The state one running proxy owns, in one place: config, account pool, retry budget, HTTP client.
+
+Created and torn down by the app's cleanup context (:mod:`qcc.proxy.app`); handlers reach it
+through ``request.app[RUNTIME_KEY]``. There is no module-level mutable state anywhere in qcc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from qcc.config.model import Cluster, Config
+from qcc.proxy.pool import AccountPool
+from qcc.routing.budget import RetryBudget
+
+
+def client_timeout(config: Config) -> aiohttp.ClientTimeout:
+    """Per-read limits. The head of each attempt is bounded separately (first_byte)."""
+    t = config.timeouts
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=None,
+        sock_connect=t.connect,
+        sock_read=max(t.stream_idle, t.first_byte),
+    )
+
+
+@dataclass(eq=False)
+class Runtime:
+    config: Config
+    cluster_name: str
+    pool: AccountPool
+    budget: RetryBudget
+    session: aiohttp.ClientSession
+    client_timeout: aiohttp.ClientTimeout
+    started_wall: float = field(default_factory=time.time)
+    started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+    requests: int = 0
+    reloads: int = 0
+    reload_error: str | None = None
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.pool.cluster
+
+    def apply(self, config: Config) -> None:
+        """Adopt a reloaded config. The caller has validated it; this cannot fail."""
+        cluster = config.cluster(self.cluster_name)
+        if config.retry != self.config.retry:
+            self.budget = RetryBudget(config.retry)
+        self.config = config
+        self.client_timeout = client_timeout(config)
+        self.pool.apply(cluster, config.health, now=asyncio.get_running_loop().time())
+        self.reloads += 1
+
+    def authorized(self, request: web.Request) -> bool:
+        """When ``proxy.access_key`` is set, the client must present it."""
+        key = self.config.proxy.access_key
+        if key is None:
+            return True
+        presented = request.headers.get("x-api-key")
+        if presented is None:
+            auth = request.headers.get("authorization", "")
+            if auth[:7].lower() == "bearer ":
+                presented = auth[7:]
+        return presented is not None and hmac.compare_digest(presented.encode(), key.encode())
+
+
+RUNTIME_KEY = web.AppKey("qcc_runtime", Runtime)

@@ -1,0 +1,121 @@
+"""Just enough SSE to fail over safely and count tokens, without slowing the stream. Pure.
+
+Before a stream is committed the proxy parses whole events (:func:`next_event`) to find the first
+one that carries the message. After that it only *watches* the raw chunks
+(:class:`StreamWatcher`): a substring test per chunk, and a small capture of the one
+``message_delta`` event that carries the final usage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+_USAGE_RE = re.compile(
+    rb'"(input_tokens|output_tokens|cache_read_input_tokens|cache_creation_input_tokens)"'
+    rb"\s*:\s*(\d+)"
+)
+_MARK = 16  # longest marker we look for, so a marker split across two chunks is still seen
+
+
+def next_event(buf: bytes, start: int) -> tuple[str | None, bytes, int] | None:
+    """The complete event at ``buf[start:]`` as (event name, data, end index), or None.
+
+    Events end with a blank line (``\\n\\n`` or ``\\r\\n\\r\\n``). Comment-only events give
+    name None.
+    """
+    end = buf.find(b"\n\n", start)
+    crlf = buf.find(b"\r\n\r\n", start)
+    if crlf != -1 and (end == -1 or crlf < end):
+        block, after = buf[start:crlf], crlf + 4
+    elif end != -1:
+        block, after = buf[start:end], end + 2
+    else:
+        return None
+    name: str | None = None
+    data: list[bytes] = []
+    for line in block.splitlines():
+        if line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
+        elif line.startswith(b"data:"):
+            data.append(line[5:].lstrip(b" "))
+    if name is None and data:
+        name = "message"  # SSE's default event type
+    return name, b"\n".join(data), after
+
+
+def parse_data(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def error_type(data: bytes) -> str:
+    """The Anthropic error type of an ``event: error`` payload (e.g. ``overloaded_error``)."""
+    error = parse_data(data).get("error")
+    return str(error.get("type", "")) if isinstance(error, dict) else ""
+
+
+def message_start_usage(data: bytes) -> dict[str, int]:
+    message = parse_data(data).get("message")
+    usage = message.get("usage") if isinstance(message, dict) else None
+    if not isinstance(usage, dict):
+        return {}
+    return {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def usage_numbers(blob: bytes) -> dict[str, int]:
+    """Token counts after the last ``"usage"`` key of a JSON blob, without parsing all of it."""
+    at = blob.rfind(b'"usage"')
+    if at == -1:
+        return {}
+    return {m.group(1).decode(): int(m.group(2)) for m in _USAGE_RE.finditer(blob, at)}
+
+
+def error_event(kind: str, message: str) -> bytes:
+    """An Anthropic ``event: error`` SSE event."""
+    payload = json.dumps({"type": "error", "error": {"type": kind, "message": message}})
+    return f"event: error\ndata: {payload}\n\n".encode()
+
+
+class StreamWatcher:
+    """Watches a committed stream's chunks for ``message_delta`` usage and ``message_stop``."""
+
+    __slots__ = ("_capture", "_carry", "stopped", "usage")
+
+    def __init__(self) -> None:
+        self._carry = b""
+        self._capture: bytearray | None = None
+        self.stopped = False
+        self.usage: dict[str, int] = {}
+
+    def feed(self, chunk: bytes) -> None:
+        if self._capture is not None:
+            self._capture += chunk
+            self._finish_capture()
+            self._carry = chunk[-_MARK:]
+            return
+        head = self._carry + chunk[:_MARK] if self._carry else b""
+        if b"message_delta" in chunk or b"message_delta" in head:
+            at = chunk.find(b"message_delta")
+            self._capture = bytearray(chunk[at:] if at != -1 else head + chunk[_MARK:])
+            self._finish_capture()
+        if b"message_stop" in chunk or (head and b"message_stop" in head):
+            self.stopped = True
+        self._carry = chunk[-_MARK:]
+
+    def _finish_capture(self) -> None:
+        assert self._capture is not None
+        data_end = self._capture.find(b"\n\n")
+        if data_end == -1:
+            if len(self._capture) > 65536:  # not an event we understand; stop looking
+                self._capture = None
+            return
+        self.usage.update(usage_numbers(bytes(self._capture[:data_end])))
+        rest = bytes(self._capture[data_end:])
+        self._capture = None
+        if b"message_stop" in rest:
+            self.stopped = True

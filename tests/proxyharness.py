@@ -1,0 +1,89 @@
+"""Shared helpers for proxy tests: fake upstream accounts on localhost and a proxy in front."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from qcc.config.model import Config
+from qcc.config.validate import config_from
+from qcc.fake_upstream import Behavior, FakeUpstream
+from qcc.proxy.app import create_app
+from qcc.proxy.runtime import RUNTIME_KEY, Runtime
+
+SECRET = "sk-ant-api03-TESTSECRETTESTSECRET-a1b2"
+
+
+def cluster_config(
+    upstreams: dict[str, str],
+    *,
+    strategy: str = "priority",
+    sticky: bool = False,
+    extra: dict[str, Any] | None = None,
+    accounts: dict[str, dict[str, Any]] | None = None,
+) -> Config:
+    """A config with one cluster ``test`` whose accounts point at the given base URLs."""
+    accs: dict[str, Any] = {}
+    for name, url in upstreams.items():
+        accs[name] = {"base_url": url, "api_key": f"{SECRET}-{name}"} | (accounts or {}).get(
+            name, {}
+        )
+    data: dict[str, Any] = {
+        "default_cluster": "test",
+        "clusters": {"test": {"strategy": strategy, "sticky": sticky, "accounts": accs}},
+    }
+    for key, value in (extra or {}).items():
+        data[key] = value
+    return config_from(data)
+
+
+@dataclass
+class Harness:
+    upstreams: dict[str, FakeUpstream]
+    servers: dict[str, TestServer]
+    client: TestClient[web.Request, web.Application]
+    app: web.Application = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.app = self.client.app  # type: ignore[assignment]
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.app[RUNTIME_KEY]
+
+    def member(self, name: str) -> Any:
+        return self.runtime.pool.members[name]
+
+
+MakeHarness = Callable[..., Awaitable[Harness]]
+
+
+def harness_factory(aiohttp_server: Any, aiohttp_client: Any) -> MakeHarness:
+    async def make(
+        *names: str,
+        behaviors: dict[str, Behavior] | None = None,
+        dead: tuple[str, ...] = (),
+        monitor: bool = False,
+        **config_kwargs: Any,
+    ) -> Harness:
+        upstreams: dict[str, FakeUpstream] = {}
+        servers: dict[str, TestServer] = {}
+        urls: dict[str, str] = {}
+        for name in names:
+            if name in dead:
+                urls[name] = "http://127.0.0.1:9"  # discard port: connection refused
+                continue
+            fake = FakeUpstream(name, (behaviors or {}).get(name))
+            server = await aiohttp_server(fake.app())
+            upstreams[name], servers[name] = fake, server
+            urls[name] = str(server.make_url("")).rstrip("/")
+        config = cluster_config(urls, **config_kwargs)
+        app = create_app(config, "test", monitor=monitor)
+        client = await aiohttp_client(app)
+        return Harness(upstreams, servers, client)
+
+    return make
