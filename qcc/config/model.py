@@ -20,8 +20,10 @@ def _empty() -> Mapping[str, str]:
 
 def mask_secret(secret: str) -> str:
     """Show just enough of a secret to recognise it: ``sk-ant-…a1b2``."""
-    if len(secret) < 16:
-        return "…" + secret[-2:] if len(secret) >= 8 else "…"
+    if len(secret) < 12:
+        return "…"
+    if len(secret) < 24:
+        return f"…{secret[-4:]}"
     return f"{secret[:7]}…{secret[-4:]}"
 
 

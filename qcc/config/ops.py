@@ -41,7 +41,8 @@ def _account(doc: TOMLDocument, cluster: str, name: str) -> Any:
     accounts = _cluster(doc, cluster).get("accounts", {})
     if name not in accounts:
         raise NotFoundError(
-            f"no account '{name}' in cluster '{cluster}'; see 'qcc account list --cluster {cluster}'"
+            f"no account '{name}' in cluster '{cluster}'; "
+            f"see 'qcc account list --cluster {cluster}'"
         )
     return accounts[name]
 
@@ -54,7 +55,9 @@ def check_strategy(strategy: str) -> str:
     return strategy
 
 
-def add_cluster(doc: TOMLDocument, name: str, strategy: str = "weighted", sticky: bool = True) -> bool:
+def add_cluster(
+    doc: TOMLDocument, name: str, strategy: str = "weighted", sticky: bool = True
+) -> bool:
     """Add a cluster; returns True when it also became the default cluster."""
     check_name("cluster name", name)
     check_strategy(strategy)
@@ -66,8 +69,7 @@ def add_cluster(doc: TOMLDocument, name: str, strategy: str = "weighted", sticky
     table["sticky"] = sticky
     clusters[name] = table
     if "default_cluster" not in doc:
-        # Keep default_cluster at the top of the file, before any table.
-        doc.body.insert(0, (tomlkit.key("default_cluster"), tomlkit.item(name)))
+        doc["default_cluster"] = name  # tomlkit keeps plain keys above the first table
         return True
     return False
 
@@ -81,10 +83,7 @@ def remove_cluster(doc: TOMLDocument, name: str) -> None:
 
 def set_default_cluster(doc: TOMLDocument, name: str) -> None:
     _cluster(doc, name)
-    if "default_cluster" in doc:
-        doc["default_cluster"] = name
-    else:
-        doc.body.insert(0, (tomlkit.key("default_cluster"), tomlkit.item(name)))
+    doc["default_cluster"] = name
 
 
 def add_account(

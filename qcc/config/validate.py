@@ -61,9 +61,7 @@ def _no_unknown(location: str, table: Mapping[str, Any], known: tuple[str, ...])
     for key in table:
         if key not in known:
             where = f"{location}.{key}" if location else key
-            raise ConfigValidationError(
-                where, f"unknown key; expected one of: {', '.join(known)}"
-            )
+            raise ConfigValidationError(where, f"unknown key; expected one of: {', '.join(known)}")
 
 
 def _get(
@@ -236,9 +234,7 @@ def _health(location: str, value: object) -> HealthSettings:
         **{k: _get(table, location, k, getattr(default, k), _seconds) for k in seconds},
     )
     if settings.ejection_max < settings.ejection_base:
-        raise ConfigValidationError(
-            f"{location}.ejection_max", "must be >= health.ejection_base"
-        )
+        raise ConfigValidationError(f"{location}.ejection_max", "must be >= health.ejection_base")
     return settings
 
 
@@ -249,9 +245,7 @@ def _retry(location: str, value: object) -> RetrySettings:
     return RetrySettings(
         budget_ratio=_get(table, location, "budget_ratio", default.budget_ratio, _ratio),
         budget_min=_get(table, location, "budget_min", default.budget_min, _int_at_least(0)),
-        budget_window=_get(
-            table, location, "budget_window", default.budget_window, _seconds
-        ),
+        budget_window=_get(table, location, "budget_window", default.budget_window, _seconds),
     )
 
 
@@ -263,8 +257,7 @@ def config_from(data: Mapping[str, Any]) -> Config:
     _no_unknown("", data, TOP_KEYS)
     clusters_table = _table("clusters", data.get("clusters", {}))
     clusters = {
-        name: cluster_from(f"clusters.{name}", name, body)
-        for name, body in clusters_table.items()
+        name: cluster_from(f"clusters.{name}", name, body) for name, body in clusters_table.items()
     }
     default = _get(data, "", "default_cluster", None, _string)
     if default is not None and default not in clusters:

@@ -1,0 +1,315 @@
+"""``qcc account ...``: add, list, remove, enable and disable the accounts of a cluster."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from qcc.cli import render
+from qcc.config import ops
+from qcc.config.model import Credential
+from qcc.config.validate import ENV_NAME_RE
+from qcc.errors import AlreadyExistsError, ConfigValidationError, CredentialError
+
+if TYPE_CHECKING:
+    from qcc.cli.main import CliState
+
+app = typer.Typer(
+    help="Manage accounts (endpoints with credentials). Reads QCC_CONFIG_DIR.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+NameArg = Annotated[str, typer.Argument(metavar="NAME", show_default=False, help="Account name.")]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        "-c",
+        metavar="C",
+        show_default=False,
+        help="Cluster of the account. Default: the default cluster (or the only one).",
+    ),
+]
+# (option, kind in the config file) in the order the error messages name them
+CREDENTIAL_OPTIONS = (
+    ("--api-key", "api_key"),
+    ("--auth-token", "auth_token"),
+    ("--api-key-env", "api_key_env"),
+    ("--auth-token-env", "auth_token_env"),
+)
+
+
+def _cluster_name(state: CliState, cluster: str | None) -> str:
+    return cluster if cluster is not None else state.store().load().cluster(None).name
+
+
+def _non_negative(option: str, raw: str) -> int:
+    """Parse an integer option ourselves so ``-1`` and ``abc`` get one clear line."""
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigValidationError(option, f"must be an integer >= 0, got {raw}") from None
+    if value < 0:
+        raise ConfigValidationError(option, f"must be an integer >= 0, got {value}")
+    return value
+
+
+def _models(pairs: list[str] | None) -> dict[str, str]:
+    renames: dict[str, str] = {}
+    for pair in pairs or []:
+        source, sep, target = pair.partition("=")
+        source, target = source.strip(), target.strip()
+        if not sep or not source or not target:
+            raise ConfigValidationError(
+                "--model",
+                f"expected FROM=TO such as claude-sonnet-4-5=claude-sonnet-4-5-20250929, "
+                f"got '{pair}'",
+            )
+        if source in renames:
+            raise ConfigValidationError("--model", f"'{source}' is renamed twice")
+        renames[source] = target
+    return renames
+
+
+def _credential(name: str, given: dict[str, str | None]) -> Credential | None:
+    """The one credential passed on the command line; None when there is none."""
+    present = [(option, kind) for option, kind in CREDENTIAL_OPTIONS if given[kind] is not None]
+    if len(present) > 1:
+        options = [option for option, _ in present]
+        listed = ", ".join(options[:-1]) + " and " + options[-1]
+        raise CredentialError(f"account '{name}' got both {listed}; pass exactly one credential")
+    if not present:
+        return None
+    option, kind = present[0]
+    value = given[kind] or ""
+    if kind.endswith("_env") and not ENV_NAME_RE.match(value):
+        raise ConfigValidationError(
+            option, f"'{value}' is not an environment variable name, e.g. ANTHROPIC_API_KEY"
+        )
+    if not value.strip():
+        raise ConfigValidationError(option, "must not be empty")
+    return Credential(kind, value)
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: NameArg,
+    base_url: Annotated[
+        str,
+        typer.Option(
+            "--base-url",
+            "-u",
+            metavar="URL",
+            show_default=False,
+            help="Anthropic Messages API endpoint, e.g. https://api.anthropic.com.",
+        ),
+    ],
+    cluster: ClusterOpt = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", metavar="KEY", show_default=False, help="Sent as x-api-key."),
+    ] = None,
+    auth_token: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-token",
+            metavar="TOKEN",
+            show_default=False,
+            help="Sent as Authorization: Bearer.",
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-env",
+            metavar="VAR",
+            show_default=False,
+            help="Name of an env var holding the API key, read when the proxy starts.",
+        ),
+    ] = None,
+    auth_token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-token-env",
+            metavar="VAR",
+            show_default=False,
+            help="Name of an env var holding the bearer token.",
+        ),
+    ] = None,
+    weight: Annotated[
+        str, typer.Option("--weight", "-w", metavar="N", help="Share of traffic (>= 0).")
+    ] = "1",
+    priority: Annotated[
+        str,
+        typer.Option("--priority", "-p", metavar="N", help="Lower is preferred (>= 0)."),
+    ] = "0",
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="FROM=TO",
+            show_default=False,
+            help="Rename a model for this account; repeat for more.",
+        ),
+    ] = None,
+) -> None:
+    """Add an account to a cluster.
+
+    Give it exactly one credential: --api-key, --auth-token, --api-key-env or
+    --auth-token-env. With none, qcc asks for an API key at a hidden prompt when stdin is a
+    terminal, and fails otherwise. Prefer the *-env options: a key on the command line lands
+    in your shell history. Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
+
+    \b
+    Example:
+      qcc account add main --cluster prod --base-url https://api.anthropic.com \\
+          --api-key-env ANTHROPIC_API_KEY --weight 3
+      qcc account add relay --cluster prod --base-url https://relay.example.com \\
+          --auth-token-env RELAY_TOKEN --priority 1 \\
+          --model claude-sonnet-4-5=claude-sonnet-4-5-20250929
+    """
+    state: CliState = ctx.obj
+    weight_value = _non_negative("--weight", weight)
+    priority_value = _non_negative("--priority", priority)
+    renames = _models(model)
+    given = {
+        "api_key": api_key,
+        "auth_token": auth_token,
+        "api_key_env": api_key_env,
+        "auth_token_env": auth_token_env,
+    }
+    credential = _credential(name, given)
+    store = state.store()
+    target = store.load().cluster(cluster)  # unknown cluster fails before any prompt
+    if credential is None:
+        if any(account.name == name for account in target.accounts):
+            raise AlreadyExistsError(
+                f"account '{name}' already exists in cluster '{target.name}'; pick another name "
+                f"or remove it first with 'qcc account remove {name} --cluster {target.name}'"
+            )
+        if not render.stdin_is_tty():
+            raise CredentialError(
+                f"account '{name}' needs a credential: pass one of --api-key, --auth-token, "
+                "--api-key-env or --auth-token-env"
+            )
+        secret = typer.prompt(f"API key for account '{name}'", hide_input=True, err=True)
+        credential = _credential(name, {**given, "api_key": secret})
+        assert credential is not None
+    with store.edit() as doc:
+        ops.add_account(
+            doc,
+            target.name,
+            name,
+            base_url,
+            credential,
+            weight=weight_value,
+            priority=priority_value,
+            models=renames,
+        )
+    render.success(
+        f"Added account '{name}' to cluster '{target.name}' "
+        f"({credential.kind} {credential.masked()})."
+    )
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            "-c",
+            metavar="C",
+            show_default=False,
+            help="Only this cluster. Default: every cluster.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document on stdout instead of a table.")
+    ] = False,
+) -> None:
+    """List accounts (credentials masked).
+
+    Lists the accounts of one cluster, or of every cluster without --cluster.
+
+    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
+
+    \b
+    Example:
+      qcc account list --cluster prod
+      qcc account list --json
+    """
+    state: CliState = ctx.obj
+    config = state.store().load()
+    clusters = [config.cluster(cluster)] if cluster is not None else config.clusters.values()
+    rows = [(c.name, account) for c in clusters for account in c.accounts]
+    if as_json:
+        render.print_json({"accounts": [render.account_dict(c, a) for c, a in rows]})
+        return
+    if not rows:
+        render.note(
+            "No accounts yet; add one with "
+            "'qcc account add NAME --cluster C --base-url URL --api-key-env VAR'."
+        )
+        return
+    out = render.table(None, render.ACCOUNT_COLUMNS)
+    for cluster_name, account in rows:
+        out.add_row(*render.account_row(cluster_name, account))
+    render.console().print(out)
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> None:
+    """Remove an account.
+
+    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
+
+    \b
+    Example:
+      qcc account remove relay --cluster prod
+    """
+    state: CliState = ctx.obj
+    cluster_name = _cluster_name(state, cluster)
+    with state.store().edit() as doc:
+        ops.remove_account(doc, cluster_name, name)
+    render.success(f"Removed account '{name}' from cluster '{cluster_name}'.")
+
+
+def _set_enabled(ctx: typer.Context, name: str, cluster: str | None, enabled: bool) -> None:
+    state: CliState = ctx.obj
+    cluster_name = _cluster_name(state, cluster)
+    with state.store().edit() as doc:
+        ops.set_account_enabled(doc, cluster_name, name, enabled)
+    word = "enabled" if enabled else "disabled"
+    render.success(f"Account '{name}' in cluster '{cluster_name}' is {word}.")
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> None:
+    """Put an account back into rotation.
+
+    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
+
+    \b
+    Example:
+      qcc account enable relay --cluster prod
+    """
+    _set_enabled(ctx, name, cluster, True)
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> None:
+    """Take an account out of rotation without deleting it.
+
+    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
+
+    \b
+    Example:
+      qcc account disable relay --cluster prod
+    """
+    _set_enabled(ctx, name, cluster, False)

@@ -1,0 +1,164 @@
+"""Output shared by every command module.
+
+Where things go:
+
+* **stdout** carries data only: tables, and for ``--json`` exactly one JSON document
+  (:func:`print_json`).
+* **stderr** carries everything meant for the human: confirmations (:func:`success`), hints
+  (:func:`note`) and the one-line errors printed by :func:`qcc.cli.main.main`.
+
+Rich consoles are built with markup, highlighting and emoji codes off, so names, URLs and
+messages from users print literally (``[bold]`` stays ``[bold]``). Secrets never reach this
+module unmasked: the ``*_dict`` helpers go through :meth:`Credential.masked`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from qcc.config.model import Account, Cluster, Config, Credential
+
+# Piped output is not wrapped at 80 columns: tables stay one row per line for grep and awk.
+PIPE_WIDTH = 1000
+
+
+def _console(stderr: bool) -> Console:
+    out = Console(
+        stderr=stderr,
+        markup=False,
+        highlight=False,
+        emoji=False,
+        soft_wrap=True,
+    )
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = PIPE_WIDTH
+    return out
+
+
+def console() -> Console:
+    """A console on stdout (built per call, so it follows redirected ``sys.stdout``)."""
+    return _console(stderr=False)
+
+
+def err_console() -> Console:
+    """A console on stderr."""
+    return _console(stderr=True)
+
+
+def print_json(obj: Any) -> None:
+    """Write ``obj`` as exactly one JSON document (plus a newline) on stdout, bypassing Rich."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def table(title: str | None, columns: Sequence[str]) -> Table:
+    """An empty table with the house style; add rows, then ``console().print(t)``."""
+    out = Table(title=title, title_justify="left", header_style="bold", show_edge=False)
+    for column in columns:
+        out.add_column(column, overflow="fold")
+    return out
+
+
+def success(message: str) -> None:
+    """Confirm a change on stderr (stdout stays for data)."""
+    err_console().print(message)
+
+
+def note(message: str) -> None:
+    """A hint for the human on stderr, e.g. what to do when a list is empty."""
+    err_console().print(message)
+
+
+def stdin_is_tty() -> bool:
+    """Whether we may ask questions; tests patch this."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except ValueError:  # closed stdin
+        return False
+
+
+def yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def models_text(models: Mapping[str, str]) -> str:
+    return ", ".join(f"{source}→{target}" for source, target in models.items()) or "-"
+
+
+def credential_dict(credential: Credential) -> dict[str, str]:
+    """``{"kind", "value"}`` with the value masked (env var names are shown as ``$NAME``)."""
+    return {"kind": credential.kind, "value": credential.masked()}
+
+
+def account_dict(cluster: str, account: Account) -> dict[str, Any]:
+    return {
+        "name": account.name,
+        "cluster": cluster,
+        "base_url": account.base_url,
+        "credential": credential_dict(account.credential),
+        "weight": account.weight,
+        "priority": account.priority,
+        "enabled": account.enabled,
+        "models": dict(account.models),
+        "probe": account.probe,
+    }
+
+
+def account_counts(cluster: Cluster) -> dict[str, int]:
+    enabled = sum(1 for account in cluster.accounts if account.enabled)
+    return {"total": len(cluster.accounts), "enabled": enabled}
+
+
+def cluster_summary(config: Config, cluster: Cluster) -> dict[str, Any]:
+    """One row of ``cluster list --json``."""
+    return {
+        "name": cluster.name,
+        "strategy": cluster.strategy,
+        "sticky": cluster.sticky,
+        "default": config.default_cluster == cluster.name,
+        "accounts": account_counts(cluster),
+    }
+
+
+def cluster_dict(config: Config, cluster: Cluster) -> dict[str, Any]:
+    """``cluster show --json``: the summary plus every account (masked)."""
+    return {
+        "name": cluster.name,
+        "strategy": cluster.strategy,
+        "sticky": cluster.sticky,
+        "default": config.default_cluster == cluster.name,
+        "accounts": [account_dict(cluster.name, account) for account in cluster.accounts],
+    }
+
+
+ACCOUNT_COLUMNS = (
+    "cluster",
+    "name",
+    "base_url",
+    "credential",
+    "weight",
+    "priority",
+    "enabled",
+    "models",
+)
+
+
+def account_row(cluster: str, account: Account) -> list[str]:
+    """The cells of one account in the order of :data:`ACCOUNT_COLUMNS`."""
+    return [
+        cluster,
+        account.name,
+        account.base_url,
+        account.credential.masked(),
+        str(account.weight),
+        str(account.priority),
+        yes_no(account.enabled),
+        models_text(account.models),
+    ]

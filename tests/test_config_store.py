@@ -1,0 +1,284 @@
+"""ConfigStore: round trips, file mode, comment-preserving edits, locking and atomic writes."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from qcc.config import ops
+from qcc.config.model import Credential
+from qcc.config.store import ConfigStore
+from qcc.errors import ConfigError, NotFoundError
+
+KEY = Credential("api_key", "sk-ant-api03-SECRETSECRETSECRET-a1b2")
+
+
+def test_missing_file_is_empty_config(config_path: Path) -> None:
+    store = ConfigStore(config_path)
+    assert store.load().clusters == {}
+    assert not config_path.exists()
+
+
+def test_round_trip(config_path: Path) -> None:
+    store = ConfigStore(config_path)
+    with store.edit() as doc:
+        ops.add_cluster(doc, "prod", strategy="priority", sticky=False)
+    with store.edit() as doc:
+        ops.add_account(
+            doc, "prod", "main", "https://api.anthropic.com/", KEY, weight=3, priority=1,
+            models={"claude-sonnet-4-5": "claude-sonnet-4-5-20250929"},
+        )  # fmt: skip
+    config = store.load()
+    assert config.default_cluster == "prod"
+    prod = config.cluster("prod")
+    assert (prod.strategy, prod.sticky) == ("priority", False)
+    main = prod.account("main")
+    assert main.base_url == "https://api.anthropic.com"
+    assert main.credential == KEY
+    assert (main.weight, main.priority, main.enabled) == (3, 1, True)
+    assert dict(main.models) == {"claude-sonnet-4-5": "claude-sonnet-4-5-20250929"}
+
+    with store.edit() as doc:
+        ops.set_account_enabled(doc, "prod", "main", False)
+    assert not store.load().cluster("prod").account("main").enabled
+    with store.edit() as doc:
+        ops.remove_account(doc, "prod", "main")
+        ops.remove_cluster(doc, "prod")
+    assert store.load().clusters == {}
+    assert store.load().default_cluster is None
+
+
+def test_add_cluster_then_account_in_one_edit(config_path: Path) -> None:
+    with ConfigStore(config_path).edit() as doc:
+        ops.add_cluster(doc, "prod")
+        ops.add_account(doc, "prod", "main", "https://api.anthropic.com", KEY)
+    assert ConfigStore(config_path).load().cluster("prod").account("main")
+
+
+def test_file_and_directory_modes(tmp_path: Path) -> None:
+    path = tmp_path / "new-dir" / "config.toml"
+    with ConfigStore(path).edit() as doc:
+        ops.add_cluster(doc, "prod")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_existing_loose_mode_is_tightened(config_path: Path) -> None:
+    config_path.write_text("[clusters.prod]\n")
+    config_path.chmod(0o644)
+    with ConfigStore(config_path).edit() as doc:
+        ops.add_account(doc, "prod", "main", "https://api.anthropic.com", KEY)
+    assert stat.S_IMODE(config_path.stat().st_mode) == 0o600
+
+
+HAND_WRITTEN = """\
+# My qcc config -- keep this comment
+default_cluster = "prod"
+
+[health]
+failure_threshold = 5  # tuned by hand
+ejection_base = 15
+
+[clusters.prod]
+strategy = "priority"  # failover order
+
+[clusters.prod.accounts.old]
+base_url = "https://api.anthropic.com"
+api_key_env = "OLD_KEY"
+probe = "models"
+"""
+
+
+def test_edit_keeps_comments_and_hand_written_keys(config_path: Path) -> None:
+    config_path.write_text(HAND_WRITTEN)
+    with ConfigStore(config_path).edit() as doc:
+        ops.add_account(doc, "prod", "new", "https://relay.example.com", KEY)
+    text = config_path.read_text()
+    assert text.startswith(HAND_WRITTEN)
+    assert "[clusters.prod.accounts.new]" in text
+    config = ConfigStore(config_path).load()
+    assert config.health.failure_threshold == 5
+    assert config.cluster("prod").account("old").probe == "models"
+
+
+def test_failing_edit_leaves_file_byte_identical(config_path: Path) -> None:
+    config_path.write_text(HAND_WRITTEN)
+    before = config_path.read_bytes()
+    store = ConfigStore(config_path)
+    with pytest.raises(RuntimeError), store.edit() as doc:
+        ops.add_cluster(doc, "dev")
+        raise RuntimeError("boom")
+    with pytest.raises(NotFoundError), store.edit() as doc:
+        ops.add_cluster(doc, "dev2")
+        ops.remove_account(doc, "prod", "missing")
+    assert config_path.read_bytes() == before
+    assert sorted(p.name for p in config_path.parent.iterdir() if "tmp" in p.name) == []
+
+
+def test_edit_that_breaks_validation_is_not_written(config_path: Path) -> None:
+    config_path.write_text(HAND_WRITTEN)
+    before = config_path.read_bytes()
+    broken = pytest.raises(ConfigError, match=r"^proxy\.port: must be an integer")
+    with broken, ConfigStore(config_path).edit() as doc:
+        doc["proxy"] = {"port": 0}
+    assert config_path.read_bytes() == before
+
+
+def test_edit_refuses_a_broken_file(config_path: Path) -> None:
+    config_path.write_text("default_cluster = \n")
+    with pytest.raises(ConfigError, match="invalid TOML"), ConfigStore(config_path).edit():
+        pass  # pragma: no cover - never reached
+    assert config_path.read_text() == "default_cluster = \n"
+
+
+def test_unreadable_path_is_a_config_error(config_path: Path) -> None:
+    config_path.mkdir()
+    with pytest.raises(ConfigError, match=r"cannot read config file \(Is a directory\)"):
+        ConfigStore(config_path).load()
+
+
+def _python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code), *args]
+
+
+ADD_MANY = """
+    import sys
+    from pathlib import Path
+    from qcc.config import ops
+    from qcc.config.model import Credential
+    from qcc.config.store import ConfigStore
+
+    store = ConfigStore(Path(sys.argv[1]))
+    prefix = sys.argv[2]
+    for i in range(20):
+        with store.edit() as doc:
+            ops.add_account(doc, "prod", f"{prefix}{i}", "https://api.anthropic.com",
+                            Credential("api_key_env", "KEY"))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_writers_lose_nothing(config_path: Path) -> None:
+    config_path.write_text("[clusters.prod]\n")
+    procs = [
+        subprocess.Popen(_python(ADD_MANY, str(config_path), prefix), stderr=subprocess.PIPE)
+        for prefix in ("a", "b")
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err.decode()
+    accounts = ConfigStore(config_path).load().cluster("prod").accounts
+    assert len(accounts) == 40
+    assert {a.name for a in accounts} == {f"{p}{i}" for p in "ab" for i in range(20)}
+
+
+WRITE_FOREVER = """
+    import sys
+    from pathlib import Path
+    from qcc.config.store import atomic_write
+
+    path, body = Path(sys.argv[1]), Path(sys.argv[2]).read_text()
+    print("ready", flush=True)
+    generation = 0
+    while True:
+        generation += 1
+        atomic_write(path, f"# generation {generation}\\n" + body)
+"""
+
+HOLD_LOCK = """
+    import sys, time
+    from pathlib import Path
+    from qcc.config.store import ConfigStore
+
+    with ConfigStore(Path(sys.argv[1])).edit():
+        print("locked", flush=True)
+        time.sleep(60)
+"""
+
+
+def _big_body() -> str:
+    """~2 MB: long enough that a kill often lands inside the write itself."""
+    padding = ("# " + "x" * 98 + "\n") * 20_000
+    accounts = "".join(
+        f'\n[clusters.big.accounts.a{i}]\nbase_url = "https://relay{i}.example.com"\n'
+        f'api_key_env = "KEY_{i}"\n'
+        for i in range(50)
+    )
+    return padding + 'default_cluster = "big"\n\n[clusters.big]\n' + accounts
+
+
+def _spawn(code: str, *args: str, ready: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(_python(code, *args), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == ready + "\n"
+    return proc
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    proc.kill()
+    proc.wait(timeout=10)
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_write_never_corrupts(config_path: Path, tmp_path: Path) -> None:
+    body = _big_body()
+    body_file = tmp_path / "body.toml"
+    body_file.write_text(body)
+    config_path.write_text("# generation 0\n" + body)
+    rng = random.Random(1234)
+    generations = set()
+    deadline = time.monotonic() + 2.5
+    for _ in range(6):
+        if time.monotonic() > deadline:
+            break
+        proc = _spawn(WRITE_FOREVER, str(config_path), str(body_file), ready="ready")
+        time.sleep(rng.uniform(0.02, 0.15))
+        _kill(proc)
+
+        text = config_path.read_text()
+        head, _, rest = text.partition("\n")
+        assert rest == body, "the file is a mix of two writes"  # old or new, never partial
+        assert re.fullmatch(r"# generation \d+", head)
+        generations.add(head)
+        config = ConfigStore(config_path).load()  # a stray temp file is never read as config
+        assert len(config.cluster("big").accounts) == 50
+        assert stat.S_IMODE(os.stat(config_path).st_mode) == 0o600
+        for leftover in config_path.parent.iterdir():
+            assert leftover.name == "config.toml" or (
+                leftover.name.startswith(".config.toml.") and leftover.name.endswith(".tmp")
+            ), leftover
+    assert len(generations) >= 2  # the writers really were writing when killed
+
+
+@pytest.mark.slow
+def test_lock_of_a_killed_process_is_released(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qcc.config.store.LOCK_TIMEOUT", 5.0)
+    config_path.write_text("[clusters.prod]\n")
+    holder = _spawn(HOLD_LOCK, str(config_path), ready="locked")
+    _kill(holder)
+    with ConfigStore(config_path).edit() as doc:
+        ops.add_account(doc, "prod", "after", "https://api.anthropic.com", KEY)
+    assert ConfigStore(config_path).load().cluster("prod").account("after")
+
+
+def test_lock_timeout_is_a_one_line_error(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qcc.config.store.LOCK_TIMEOUT", 0.05)
+    config_path.write_text("[clusters.prod]\n")
+    locked = pytest.raises(ConfigError, match="another qcc process holds the config lock")
+    with ConfigStore(config_path).edit(), locked, ConfigStore(config_path).edit():
+        pass  # pragma: no cover - never reached
