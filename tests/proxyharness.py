@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import tomlkit
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from qcc.config.model import Config
+from qcc.config.store import ConfigStore, atomic_write
 from qcc.config.validate import config_from
 from qcc.fake_upstream import Behavior, FakeUpstream
 from qcc.proxy.app import create_app
@@ -18,15 +20,19 @@ from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 SECRET = "sk-ant-api03-TESTSECRETTESTSECRET-a1b2"
 
 
-def cluster_config(
+def cluster_config(upstreams: dict[str, str], **kwargs: Any) -> Config:
+    """A config with one cluster ``test`` whose accounts point at the given base URLs."""
+    return config_from(config_data(upstreams, **kwargs))
+
+
+def config_data(
     upstreams: dict[str, str],
     *,
     strategy: str = "priority",
     sticky: bool = False,
     extra: dict[str, Any] | None = None,
     accounts: dict[str, dict[str, Any]] | None = None,
-) -> Config:
-    """A config with one cluster ``test`` whose accounts point at the given base URLs."""
+) -> dict[str, Any]:
     accs: dict[str, Any] = {}
     for name, url in upstreams.items():
         accs[name] = {"base_url": url, "api_key": f"{SECRET}-{name}"} | (accounts or {}).get(
@@ -38,7 +44,7 @@ def cluster_config(
     }
     for key, value in (extra or {}).items():
         data[key] = value
-    return config_from(data)
+    return data
 
 
 @dataclass
@@ -68,6 +74,7 @@ def harness_factory(aiohttp_server: Any, aiohttp_client: Any) -> MakeHarness:
         behaviors: dict[str, Behavior] | None = None,
         dead: tuple[str, ...] = (),
         monitor: bool = False,
+        config_path: Any = None,
         **config_kwargs: Any,
     ) -> Harness:
         upstreams: dict[str, FakeUpstream] = {}
@@ -82,7 +89,12 @@ def harness_factory(aiohttp_server: Any, aiohttp_client: Any) -> MakeHarness:
             upstreams[name], servers[name] = fake, server
             urls[name] = str(server.make_url("")).rstrip("/")
         config = cluster_config(urls, **config_kwargs)
-        app = create_app(config, "test", monitor=monitor)
+        store = None
+        if config_path is not None:  # serve from a real file, with hot reload
+            store = ConfigStore(config_path)
+            atomic_write(config_path, tomlkit.dumps(config_data(urls, **config_kwargs)))
+            config = store.load()
+        app = create_app(config, "test", monitor=monitor, store=store, reload_interval=0.05)
         client = await aiohttp_client(app)
         return Harness(upstreams, servers, client)
 

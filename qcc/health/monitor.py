@@ -64,7 +64,11 @@ class HealthMonitor:
                 for member in list(self.runtime.pool.members.values()):
                     if self.due(member, now):
                         self.start_probe(member)
-                await asyncio.sleep(self.next_wake(loop.time()) - loop.time())
+                pool = self.runtime.pool
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.next_wake(loop.time()) - loop.time()):
+                        await pool.out_of_rotation.wait()
+                pool.out_of_rotation.clear()
         finally:
             for task in self.probing.values():
                 task.cancel("health monitor stopping")

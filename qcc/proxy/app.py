@@ -19,7 +19,7 @@ from aiohttp import web
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
 from qcc.health.monitor import HealthMonitor
-from qcc.proxy import admin
+from qcc.proxy import admin, usage
 from qcc.proxy.forward import handle_api
 from qcc.proxy.pool import AccountPool
 from qcc.proxy.reload import watch_config
@@ -61,6 +61,7 @@ def create_app(
     store: ConfigStore | None = None,
     monitor: bool = True,
     reload_interval: float = 0.5,
+    persist_usage: bool = True,
     on_ready: Callable[[Runtime], None] | None = None,
 ) -> web.Application:
     """Build the proxy app for one cluster. ``store`` enables hot reload of that file."""
@@ -85,6 +86,10 @@ def create_app(
             tasks.append(_owned(health_monitor.run(), "qcc-health-monitor"))
         if store is not None:
             tasks.append(_owned(watch_config(runtime, store, reload_interval), "qcc-config-watch"))
+        if persist_usage:
+            path = usage.usage_path(cluster_name)
+            usage.load_into(pool, path)
+            tasks.append(_owned(usage.keep_saved(pool, path), "qcc-usage-saver"))
         if on_ready is not None:
             on_ready(runtime)
         try:

@@ -8,6 +8,8 @@ Everything here is synchronous and takes ``now`` (monotonic seconds) from the ca
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +21,8 @@ from qcc.routing.latency import LatencyScore
 from qcc.routing.sticky import StickyTable
 from qcc.routing.strategies import Candidate, Strategy, choose, make_strategy
 from qcc.stats import AccountStats
+
+log = logging.getLogger("qcc.health")
 
 
 @dataclass(eq=False)
@@ -58,6 +62,8 @@ class AccountPool:
         self.strategy: Strategy = make_strategy(cluster.strategy, self._rng)
         self.sticky = StickyTable()
         self.panics = 0
+        # Set when an account leaves rotation, so the health monitor reschedules its probes.
+        self.out_of_rotation = asyncio.Event()
         self.apply(cluster, health, now=now)
 
     # ---- configuration -------------------------------------------------------------------
@@ -186,12 +192,18 @@ class AccountPool:
         stats.last_error = reason
         stats.last_error_at = wall_now
         member.latency.penalize(now)
+        health = member.health
+        before = health.state
         if outcome is Outcome.RATE_LIMITED:
-            member.health.record_rate_limited(now, now + (cooldown or 0.0), reason)
+            health.record_rate_limited(now, now + (cooldown or 0.0), reason)
         elif outcome is Outcome.AUTH_FAILED:
-            member.health.record_auth_failure(now, reason)
+            health.record_auth_failure(now, reason)
         elif counts_against_health(outcome):
-            member.health.record_failure(now, reason)
+            health.record_failure(now, reason)
+        if health.state is not before:
+            log.warning("account %s: %s -> %s (%s)", member.name, before, health.state, reason)
+            if health.state in (State.EJECTED, State.AUTH_FAILED):
+                self.out_of_rotation.set()
 
     # ---- views ---------------------------------------------------------------------------
 

@@ -63,12 +63,14 @@ class Runtime:
         key = self.config.proxy.access_key
         if key is None:
             return True
-        presented = request.headers.get("x-api-key")
-        if presented is None:
-            auth = request.headers.get("authorization", "")
-            if auth[:7].lower() == "bearer ":
-                presented = auth[7:]
-        return presented is not None and hmac.compare_digest(presented.encode(), key.encode())
+        expected = key.encode()
+        api_key = request.headers.get("x-api-key")
+        if api_key is not None and hmac.compare_digest(api_key.encode(), expected):
+            return True
+        auth = request.headers.get("authorization", "")
+        # Claude Code may send both headers (ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN set):
+        # either one matching is enough.
+        return auth[:7].lower() == "bearer " and hmac.compare_digest(auth[7:].encode(), expected)
 
 
 RUNTIME_KEY = web.AppKey("qcc_runtime", Runtime)
