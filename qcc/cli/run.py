@@ -1,0 +1,58 @@
+"""``qcc run -- CMD``: run a command (e.g. ``claude``) pointed at the proxy, started if needed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from qcc.errors import QccError
+
+if TYPE_CHECKING:
+    from qcc.cli.main import CliState
+
+
+def run_command(
+    ctx: typer.Context,
+    command: Annotated[list[str], typer.Argument(metavar="-- CMD [ARGS...]", show_default=False)],
+    cluster: Annotated[
+        str | None,
+        typer.Option("--cluster", "-c", metavar="C", help="Cluster if a proxy must be started."),
+    ] = None,
+) -> None:
+    """Run CMD with ANTHROPIC_BASE_URL (and a token) pointing at the running proxy.
+
+    If no proxy runs, one is started in the background first (qcc proxy start --detach).
+
+    \b
+    Example:
+      qcc run -- claude
+      qcc run --cluster cheap -- claude -p "explain this repo"
+    """
+    from qcc.claude_settings import proxy_env
+    from qcc.cli.proxy import start
+    from qcc.proxy.record import read_record
+
+    state: CliState = ctx.obj
+    if not command:
+        raise QccError("nothing to run; usage: qcc run -- CMD [ARGS...]")
+    executable = shutil.which(command[0])
+    if executable is None:
+        raise QccError(f"command not found: {command[0]}")
+    record = read_record()
+    if record is None:
+        start(ctx, cluster=cluster, host=None, port=None, detach=True)
+        record = read_record()
+        if record is None:
+            raise QccError("the proxy did not start; see 'qcc proxy logs'")
+    config = state.store().load()
+    env = dict(os.environ) | proxy_env(config, record.url)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if sys.platform == "win32":  # pragma: no cover - no exec there
+        raise typer.Exit(subprocess.call([executable, *command[1:]], env=env))
+    os.execve(executable, command, env)
