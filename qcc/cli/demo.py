@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 import typer
@@ -48,6 +49,9 @@ def demo(
 
     if requests < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--requests")
+    quiet = logging.getLogger("qcc")  # the demo shows failovers itself
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
     interactive = render.stdin_is_tty() and render.console().is_terminal and not quick
     pace = 0.35 if interactive else 0.0
     out = render.console()
