@@ -39,6 +39,7 @@ class Behavior:
     delay: float = 0.0  # seconds before the response head
     die_after: int = 2  # with mode die_after: deltas sent before the connection drops
     fail_rate: float = 0.0  # chance that a request gets 529 instead (for the demo)
+    compress: bool = False  # gzip JSON bodies when the client accepts it
     text: str = "Hello from a fake account."
     usage: dict[str, int] = field(
         default_factory=lambda: {
@@ -100,7 +101,10 @@ class FakeUpstream:
             if payload.get("stream"):
                 return await self.stream(request, payload)
             self.completed += 1
-            return web.json_response(self.message(payload), headers=b.headers)
+            response = web.json_response(self.message(payload), headers=b.headers)
+            if b.compress:
+                response.enable_compression()
+            return response
         except asyncio.CancelledError:
             self.disconnects += 1
             raise

@@ -10,7 +10,7 @@ import tomlkit
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from qcc.config.model import Config
+from qcc.config.model import CREDENTIAL_KINDS, Config
 from qcc.config.store import ConfigStore, atomic_write
 from qcc.config.validate import config_from
 from qcc.fake_upstream import Behavior, FakeUpstream
@@ -35,9 +35,11 @@ def config_data(
 ) -> dict[str, Any]:
     accs: dict[str, Any] = {}
     for name, url in upstreams.items():
-        accs[name] = {"base_url": url, "api_key": f"{SECRET}-{name}"} | (accounts or {}).get(
-            name, {}
+        override = (accounts or {}).get(name, {})
+        credential = (
+            {} if set(override) & set(CREDENTIAL_KINDS) else {"api_key": f"{SECRET}-{name}"}
         )
+        accs[name] = {"base_url": url} | credential | override
     data: dict[str, Any] = {
         "default_cluster": "test",
         "clusters": {"test": {"strategy": strategy, "sticky": sticky, "accounts": accs}},

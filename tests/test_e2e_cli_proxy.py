@@ -86,6 +86,10 @@ async def test_detached_start_status_health_logs_stop(aiohttp_server: Any, tmp_p
         table = await run("health", env=env)
         assert table.returncode == 0 and "main" in table.stdout and "healthy" in table.stdout
 
+        top = await run("top", "--iterations", "2", "--interval", "0.1", env=env)
+        assert top.returncode == 0, top.stderr
+        assert "req/s" in top.stdout and "main" in top.stdout
+
         logs = await run("proxy", "logs", env=env)
         assert logs.returncode == 0
         assert logs.stdout.count("account=main status=200") == 2

@@ -66,30 +66,28 @@ async def test_client_bearer_replaced_case_insensitively(make: MakeHarness) -> N
 
 
 async def test_auth_token_account_sends_bearer_and_model_rename(make: MakeHarness) -> None:
-    h = await make("a")
-    # Rebuild with an auth_token account and a rename via the config helper.
-    from proxyharness import cluster_config
-
-    from qcc.proxy.app import create_app
-
-    url = str(h.servers["a"].make_url("")).rstrip("/")
-    config = cluster_config(
-        {"a": url},
-        accounts={"a": {"models": {"claude-sonnet-4-5": "vendor-sonnet"}}},
+    h = await make(
+        "a",
+        accounts={
+            "a": {
+                "auth_token": "relay-token-0123456789",
+                "models": {"claude-sonnet-4-5": "vendor-x"},
+            }
+        },
     )
-    data = config.clusters["test"].accounts[0]
-    assert data.models["claude-sonnet-4-5"] == "vendor-sonnet"
-    del create_app  # the harness already covers app creation; check the rename end to end:
-    h2 = await make_with_rename(make)
-    resp = await h2.client.post("/v1/messages", json=BODY, headers={"x-api-key": "k"})
+    resp = await h.client.post("/v1/messages", json=BODY, headers={"x-api-key": "client"})
     assert resp.status == 200
-    sent = json.loads(h2.upstreams["a"].requests[0].body)
-    assert sent["model"] == "vendor-sonnet"
-    assert sent["messages"] == BODY["messages"]
-
-
-async def make_with_rename(make: MakeHarness) -> Any:
-    return await make("a", accounts={"a": {"models": {"claude-sonnet-4-5": "vendor-sonnet"}}})
+    seen = h.upstreams["a"].requests[0]
+    headers = {k.lower(): v for k, v in seen.headers.items()}
+    assert headers["authorization"] == "Bearer relay-token-0123456789"
+    assert "x-api-key" not in headers
+    sent = json.loads(seen.body)
+    assert sent["model"] == "vendor-x"
+    assert sent["messages"] == BODY["messages"] and sent["max_tokens"] == BODY["max_tokens"]
+    # A model without a rename is forwarded byte for byte.
+    raw = json.dumps(BODY | {"model": "claude-opus-4-5"}, indent=1).encode()
+    await h.client.post("/v1/messages", data=raw, headers={"content-type": "application/json"})
+    assert h.upstreams["a"].requests[1].body == raw
 
 
 async def test_streaming_relays_sse_with_usage(make: MakeHarness) -> None:
@@ -126,3 +124,26 @@ async def test_non_api_paths_answered_locally(make: MakeHarness) -> None:
     assert (await resp.json())["type"] == "error"
     assert h.upstreams["a"].requests == []
     assert h.member("a").stats.requests == 0
+
+
+async def test_content_encoding_passes_through_untouched(make: MakeHarness) -> None:
+    from qcc.fake_upstream import Behavior
+
+    h = await make("a", behaviors={"a": Behavior(compress=True)})
+    resp = await h.client.post(
+        "/v1/messages", json=BODY, headers={"accept-encoding": "gzip"}, auto_decompress=False
+    )
+    assert resp.headers["content-encoding"] == "gzip"
+    raw = await resp.read()
+    import gzip
+
+    assert json.loads(gzip.decompress(raw))["usage"]["output_tokens"] == 7  # decoded once, by us
+    assert h.member("a").stats.usage.output_tokens == 7  # usage read from a decoded copy
+    # A streaming request asks the account for identity, so the proxy can read events.
+    await h.client.post(
+        "/v1/messages", json=BODY | {"stream": True}, headers={"accept-encoding": "gzip, br"}
+    )
+    sent = {k.lower(): v for k, v in h.upstreams["a"].requests[-1].headers.items()}
+    assert sent["accept-encoding"] == "identity"
+    first = {k.lower(): v for k, v in h.upstreams["a"].requests[0].headers.items()}
+    assert first["accept-encoding"] == "gzip"

@@ -82,6 +82,7 @@ class Exchange:
         self.body = body
         self.stream = request.method == "POST" and wants_stream(body)
         self.failures: list[Failure] = []
+        self.rid = f"{runtime.requests:06x}"
 
     async def run(self) -> web.StreamResponse:
         rt, loop = self.rt, asyncio.get_running_loop()
@@ -287,11 +288,13 @@ class Exchange:
         self, member: Member, upstream: aiohttp.ClientResponse
     ) -> tuple[web.StreamResponse, dict[str, int]]:
         response = await self._start(upstream)
-        tail = b""
+        tail = sse.BodyTail(upstream.headers.get("content-encoding", "identity").lower())
+        if upstream.status >= 300:
+            tail.readable = False
         try:
             async for chunk in upstream.content.iter_any():
                 await _write(response, chunk)
-                tail = (tail + chunk)[-8192:] if len(chunk) < 8192 else chunk[-8192:]
+                tail.feed(chunk)
         except (TimeoutError, *_NETWORK_ERRORS) as exc:
             # Committed: nothing can be replaced now. Close, so the client sees the break.
             reason = f"account {member.name} broke off its response ({_describe(exc)})"
@@ -301,11 +304,8 @@ class Exchange:
             response.force_close()
             return response, {}
         await response.write_eof()
-        usage: dict[str, int] = {}
-        encoding = upstream.headers.get("content-encoding", "identity")
-        if upstream.status < 300 and encoding == "identity":
-            usage = sse.usage_numbers(tail)
-            member.stats.usage.add(usage)
+        usage = tail.usage()
+        member.stats.usage.add(usage)
         return response, usage
 
     # ---- when nothing worked -------------------------------------------------------------
@@ -362,7 +362,7 @@ class Exchange:
         access_log.info(
             "rid=%s cluster=%s method=%s path=%s account=%s status=%s failed_over=%s "
             "ttfb_ms=%s duration_ms=%.1f stream=%s in=%s out=%s cache_read=%s cache_write=%s",
-            self.request.get("rid", "-"),
+            self.rid,
             self.rt.pool.cluster.name,
             self.request.method,
             self.request.path,

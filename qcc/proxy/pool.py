@@ -148,7 +148,14 @@ class AccountPool:
         if not waiting:
             return None
         self.panics += 1
-        return min(waiting, key=lambda m: (m.health.recovers_at(now) or now, m.account.priority))
+        member = min(waiting, key=lambda m: (m.health.recovers_at(now) or now, m.account.priority))
+        log.warning(
+            "panic mode: no account of cluster %s is usable; trying %s (%s) anyway",
+            self.cluster.name,
+            member.name,
+            member.health.state,
+        )
+        return member
 
     def remember_session(self, session: str | None, member: Member, now: float) -> None:
         if session is not None and self.cluster.sticky:

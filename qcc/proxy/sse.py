@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from typing import Any
 
 _USAGE_RE = re.compile(
@@ -119,3 +120,39 @@ class StreamWatcher:
         self._capture = None
         if b"message_stop" in rest:
             self.stopped = True
+
+
+class BodyTail:
+    """The last few KB of a response body, decoded, to read its ``usage`` at the end.
+
+    The body itself passes through untouched; only this copy of its tail is decompressed
+    (gzip or deflate; other encodings are not read).
+    """
+
+    __slots__ = ("_decoder", "readable", "tail")
+
+    KEEP = 8192
+
+    def __init__(self, encoding: str) -> None:
+        self.tail = b""
+        self.readable = encoding in ("", "identity", "gzip", "deflate")
+        self._decoder = None
+        if encoding == "gzip":
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = zlib.decompressobj()
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.readable:
+            return
+        if self._decoder is not None:
+            try:
+                chunk = self._decoder.decompress(chunk)
+            except zlib.error:
+                self.readable = False
+                return
+        keep = self.KEEP
+        self.tail = (self.tail + chunk)[-keep:] if len(chunk) < keep else chunk[-keep:]
+
+    def usage(self) -> dict[str, int]:
+        return usage_numbers(self.tail) if self.readable else {}
