@@ -1,23 +1,121 @@
 """Logging for a running proxy: one line per event, to stderr (foreground) and a rotating file.
 
+The proxy logs one line per request, so the handler is built for the hot path: the line is
+formatted once (with a timestamp cached per second), appended to a buffer, and written out by a
+small flusher thread every ``FLUSH_EVERY`` seconds, at once for warnings and errors, and at
+close. Rotation is decided from a byte count kept in memory, not a ``stat`` per line.
+
 No secret and no request body is ever logged: the forwarder logs names, statuses and timings only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import logging.handlers
+import os
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import TextIO
 
 from qcc.paths import log_dir
 
 LOG_FILE_NAME = "proxy.log"
-FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+MAX_BYTES = 10 * 1024 * 1024
+BACKUPS = 3
+FLUSH_EVERY = 0.25
 
 
 def log_file() -> Path:
     return log_dir() / LOG_FILE_NAME
+
+
+class LineHandler(logging.Handler):
+    """Buffered ``time level logger message`` lines to a rotating file and, optionally, stderr."""
+
+    def __init__(self, path: Path | None, stream: TextIO | None) -> None:
+        super().__init__()
+        self.path = path
+        self.stream = stream
+        self._file: TextIO | None = None
+        self._size = 0
+        self._buffer: list[str] = []
+        self._second = -1
+        self._stamp = ""
+        self._closed = threading.Event()
+        if path is not None:
+            self._open()
+        self._flusher = threading.Thread(target=self._flush_loop, name="qcc-log", daemon=True)
+        self._flusher.start()
+
+    def _open(self) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - owned until close
+        self._size = self._file.tell()
+
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self._stamp},{int((created - second) * 1000):03d}"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info:
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+            line = f"{self._timestamp(record.created)} {record.levelname} {record.name} {message}\n"
+        except Exception:
+            self.handleError(record)
+            return
+        self._buffer.append(line)  # list.append is atomic; the flusher swaps the list
+        if record.levelno >= logging.WARNING or len(self._buffer) >= 256:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock if self.lock else contextlib.nullcontext():
+            if not self._buffer:
+                return
+            lines, self._buffer = self._buffer, []
+            text = "".join(lines)
+            if self.stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    self.stream.write(text)
+                    self.stream.flush()
+            if self._file is not None:
+                try:
+                    self._file.write(text)
+                    self._file.flush()
+                    self._size += len(text)
+                    if self._size >= MAX_BYTES:
+                        self._rotate()
+                except OSError:
+                    pass
+
+    def _rotate(self) -> None:
+        assert self._file is not None and self.path is not None
+        self._file.close()
+        for i in range(BACKUPS - 1, 0, -1):
+            source = self.path.with_name(f"{self.path.name}.{i}")
+            if source.exists():
+                os.replace(source, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._open()
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(FLUSH_EVERY):
+            self.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        super().close()
 
 
 def setup(*, to_stderr: bool, level: int = logging.INFO) -> Path | None:
@@ -25,24 +123,23 @@ def setup(*, to_stderr: bool, level: int = logging.INFO) -> Path | None:
     root = logging.getLogger("qcc")
     root.setLevel(level)
     root.propagate = False
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    path: Path | None = log_file()
+    try:
+        handler = LineHandler(path, sys.stderr if to_stderr else None)
+    except OSError:
+        path = None
+        handler = LineHandler(None, sys.stderr if to_stderr else None)
+    root.addHandler(handler)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    return path
+
+
+def shutdown() -> None:
+    """Flush and close the ``qcc`` handlers (the proxy calls this on exit)."""
+    root = logging.getLogger("qcc")
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    formatter = logging.Formatter(FORMAT)
-    if to_stderr:
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(formatter)
-        root.addHandler(stream)
-    path: Path | None = log_file()
-    try:
-        assert path is not None
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=10 * 1024 * 1024, backupCount=3, encoding="utf-8"
-        )
-        handler.setFormatter(formatter)
-        root.addHandler(handler)
-    except OSError:
-        path = None
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    return path

@@ -66,6 +66,7 @@ def start(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Run in the background; return once it answers.")
     ] = False,
+    log_stderr: Annotated[bool, typer.Option("--log-stderr/--no-log-stderr", hidden=True)] = True,
 ) -> None:
     """Start the proxy for one cluster.
 
@@ -98,17 +99,19 @@ def start(
     if detach:
         _start_detached(state, chosen.name, host, port)
         return
-    _serve_foreground(state, chosen.name, host, port)
+    _serve_foreground(state, chosen.name, host, port, log_stderr)
 
 
-def _serve_foreground(state: CliState, cluster: str, host: str, port: int) -> None:
+def _serve_foreground(
+    state: CliState, cluster: str, host: str, port: int, log_stderr: bool = True
+) -> None:
     from qcc import logs
     from qcc.proxy.server import check_bind, run, serve
 
     store = state.store()
     config = store.load()
     check_bind(config, host)
-    log_path = logs.setup(to_stderr=True)
+    log_path = logs.setup(to_stderr=log_stderr)
     records: list[ProxyRecord] = []
 
     def announce(url: str, runtime: Runtime) -> None:
@@ -134,6 +137,7 @@ def _serve_foreground(state: CliState, cluster: str, host: str, port: int) -> No
     finally:
         if records:
             remove_record(records[0].pid)
+        logs.shutdown()
     render.err_console().print("qcc proxy stopped")
 
 

@@ -52,6 +52,22 @@ async def _write(response: web.StreamResponse, chunk: bytes) -> None:
         raise ClientGone(response) from None
 
 
+class _NoDeadline:
+    """Stands in for ``asyncio.timeout`` where the client session's timeouts suffice."""
+
+    async def __aenter__(self) -> _NoDeadline:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def reschedule(self, when: float | None) -> None:
+        pass
+
+
+_NO_DEADLINE = _NoDeadline()
+
+
 @dataclass(slots=True)
 class Failure:
     """One attempt that failed over."""
@@ -135,7 +151,9 @@ class Exchange:
         rt.pool.begin(member, started)
         upstream: aiohttp.ClientResponse | None = None
         try:
-            async with asyncio.timeout(head_limit) as deadline:
+            # A stream must show its first event within stream_first_byte. A plain response is
+            # bounded by the session's per-read timeout (first_byte): no extra timer per request.
+            async with asyncio.timeout(head_limit) if self.stream else _NO_DEADLINE as deadline:
                 upstream = await rt.session.request(
                     self.request.method,
                     url,
@@ -166,9 +184,13 @@ class Exchange:
                 rt.pool.record_client_error(member, loop.time(), ttfb)
             response, usage = await self._relay_body(member, upstream)
             return Done(member.name, response, upstream.status, ttfb, usage)
-        except TimeoutError:
-            what = "first event" if self.stream else "response"
-            return self._fail(member, Outcome.TIMEOUT, f"no {what} within {head_limit:g}s")
+        except TimeoutError as exc:
+            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+                reason = f"cannot connect within {timeouts.connect:g}s"
+            else:
+                what = "first event" if self.stream else "response"
+                reason = f"no {what} within {head_limit:g}s"
+            return self._fail(member, Outcome.TIMEOUT, reason)
         except _NETWORK_ERRORS as exc:
             return self._fail(member, Outcome.NETWORK, _describe(exc))
         finally:
@@ -359,23 +381,15 @@ class Exchange:
         if not access_log.isEnabledFor(logging.INFO):
             return
         attempts = ",".join(f"{f.account}:{f.outcome}" for f in self.failures) or "-"
+        first = "-" if ttfb is None else f"{ttfb * 1000:.1f}"
+        get = usage.get
         access_log.info(
-            "rid=%s cluster=%s method=%s path=%s account=%s status=%s failed_over=%s "
-            "ttfb_ms=%s duration_ms=%.1f stream=%s in=%s out=%s cache_read=%s cache_write=%s",
-            self.rid,
-            self.rt.pool.cluster.name,
-            self.request.method,
-            self.request.path,
-            account or "-",
-            status,
-            attempts,
-            f"{ttfb * 1000:.1f}" if ttfb is not None else "-",
-            duration * 1000,
-            self.stream,
-            usage.get("input_tokens", 0),
-            usage.get("output_tokens", 0),
-            usage.get("cache_read_input_tokens", 0),
-            usage.get("cache_creation_input_tokens", 0),
+            f"rid={self.rid} cluster={self.rt.pool.cluster.name} method={self.request.method} "
+            f"path={self.request.rel_url.raw_path} account={account or '-'} status={status} "
+            f"failed_over={attempts} ttfb_ms={first} duration_ms={duration * 1000:.1f} "
+            f"stream={self.stream} in={get('input_tokens', 0)} out={get('output_tokens', 0)} "
+            f"cache_read={get('cache_read_input_tokens', 0)} "
+            f"cache_write={get('cache_creation_input_tokens', 0)}"
         )
 
 

@@ -120,11 +120,19 @@ class AccountPool:
                 member = members.get(name)
                 if member is not None and member.health.usable(now):
                     return member
+        scored = self.cluster.strategy == "least-latency"
         candidates = [
-            Candidate(m.name, m.account.weight, m.account.priority, m.latency.score(now))
+            Candidate(
+                m.name,
+                m.account.weight,
+                m.account.priority,
+                m.latency.score(now) if scored else 0.0,
+            )
             for m in members.values()
             if m.name not in tried and m.header is not None and m.health.usable(now)
         ]
+        if len(candidates) == 1:  # nothing to choose between
+            return members[candidates[0].name]
         picked = choose(self.strategy, candidates)
         if picked is not None:
             return members[picked.name]

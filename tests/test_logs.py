@@ -1,0 +1,59 @@
+"""The proxy's log handler: one line per record, buffered, flushed, rotated by size."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+from qcc import logs
+
+
+def test_lines_reach_file_and_stream_and_rotate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "MAX_BYTES", 2000)
+    stream = io.StringIO()
+    handler = logs.LineHandler(tmp_path / "proxy.log", stream)
+    logger = logging.getLogger("qcc.test-logs")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        logger.info("rid=000001 status=200")
+        handler.flush()
+        first = (tmp_path / "proxy.log").read_text()
+        assert first.endswith(" INFO qcc.test-logs rid=000001 status=200\n")
+        assert stream.getvalue() == first
+        logger.warning("account a failed")  # warnings are written at once
+        assert "WARNING qcc.test-logs account a failed" in (tmp_path / "proxy.log").read_text()
+        for i in range(200):
+            logger.info("line %d %s", i, "x" * 40)
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert (tmp_path / "proxy.log.1").exists()
+    assert (tmp_path / "proxy.log").stat().st_size < 2100
+    assert not (tmp_path / f"proxy.log.{logs.BACKUPS + 1}").exists()
+
+
+def test_flusher_thread_writes_without_more_records(tmp_path: Path) -> None:
+    handler = logs.LineHandler(tmp_path / "proxy.log", None)
+    logger = logging.getLogger("qcc.test-flusher")
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("quiet line")
+        import time
+
+        deadline = time.monotonic() + 2
+        while "quiet line" not in (tmp_path / "proxy.log").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
