@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from qcc import logs
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
 from qcc.health.monitor import HealthMonitor
@@ -72,6 +73,7 @@ def create_app(
         session = new_client_session(config)
         pool = AccountPool(config.cluster(cluster_name), config.health, now=loop.time())
         runtime = Runtime(
+            access=logs.access_writer(),
             config=config,
             cluster_name=cluster_name,
             pool=pool,
@@ -104,10 +106,10 @@ def create_app(
 
     app = web.Application(client_max_size=MAX_REQUEST_BODY)
     app.cleanup_ctx.append(lifecycle)
+    app.router.add_route("*", "/v1/{tail:.*}", handle_api)  # first: it serves nearly every request
     app.router.add_get("/health", admin.health)
     app.router.add_get("/accounts/stats", admin.accounts_stats)
     app.router.add_get("/metrics", admin.metrics)
-    app.router.add_route("*", "/v1/{tail:.*}", handle_api)
     app.router.add_get("/", admin.root)  # GET also answers HEAD
     app.router.add_route("*", "/{tail:.*}", admin.not_forwarded)
     return app

@@ -31,7 +31,6 @@ from qcc.routing.classify import Outcome, classify_status, cooldown_seconds, fai
 from qcc.routing.sticky import session_key
 
 log = logging.getLogger("qcc.proxy")
-access_log = logging.getLogger("qcc.access")
 
 PRECOMMIT_LIMIT = 1 << 20  # bytes of stream held back at most while waiting for message_start
 _NETWORK_ERRORS = (aiohttp.ClientError, OSError)
@@ -159,8 +158,7 @@ class Exchange:
                     url,
                     headers=headers,
                     data=data,
-                    allow_redirects=False,
-                    timeout=rt.client_timeout,
+                    **rt.request_kwargs,
                 )
                 ttfb = loop.time() - started
                 outcome = classify_status(upstream.status)
@@ -256,7 +254,7 @@ class Exchange:
                     return self._fail(
                         member, outcome, f"stream began with {kind}", cooldown=cooldown
                     )
-                usage = sse.message_start_usage(data) if name == "message_start" else {}
+                usage = sse.usage_numbers(data) if name == "message_start" else {}
                 return buf, usage
             if len(buf) > PRECOMMIT_LIMIT:
                 return buf, {}
@@ -378,12 +376,10 @@ class Exchange:
         duration: float,
         usage: dict[str, int],
     ) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
-            return
         attempts = ",".join(f"{f.account}:{f.outcome}" for f in self.failures) or "-"
         first = "-" if ttfb is None else f"{ttfb * 1000:.1f}"
         get = usage.get
-        access_log.info(
+        self.rt.access(
             f"rid={self.rid} cluster={self.rt.pool.cluster.name} method={self.request.method} "
             f"path={self.request.rel_url.raw_path} account={account or '-'} status={status} "
             f"failed_over={attempts} ttfb_ms={first} duration_ms={duration * 1000:.1f} "

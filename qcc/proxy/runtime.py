@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -43,6 +46,10 @@ class Runtime:
     requests: int = 0
     reloads: int = 0
     reload_error: str | None = None
+    access: Callable[[str], None] = field(default=logging.getLogger("qcc.access").info)
+    # Extra arguments of every upstream request: a per-request timeout only once a reload has
+    # changed it from the session's own (building one per request costs on the hot path).
+    request_kwargs: dict[str, Any] = field(default_factory=lambda: {"allow_redirects": False})
 
     @property
     def cluster(self) -> Cluster:
@@ -55,6 +62,8 @@ class Runtime:
             self.budget = RetryBudget(config.retry)
         self.config = config
         self.client_timeout = client_timeout(config)
+        if self.client_timeout != self.session.timeout:
+            self.request_kwargs = {"allow_redirects": False, "timeout": self.client_timeout}
         self.pool.apply(cluster, config.health, now=asyncio.get_running_loop().time())
         self.reloads += 1
 

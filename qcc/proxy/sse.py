@@ -60,20 +60,16 @@ def error_type(data: bytes) -> str:
     return str(error.get("type", "")) if isinstance(error, dict) else ""
 
 
-def message_start_usage(data: bytes) -> dict[str, int]:
-    message = parse_data(data).get("message")
-    usage = message.get("usage") if isinstance(message, dict) else None
-    if not isinstance(usage, dict):
-        return {}
-    return {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
-
-
 def usage_numbers(blob: bytes) -> dict[str, int]:
     """Token counts after the last ``"usage"`` key of a JSON blob, without parsing all of it."""
     at = blob.rfind(b'"usage"')
     if at == -1:
         return {}
-    return {m.group(1).decode(): int(m.group(2)) for m in _USAGE_RE.finditer(blob, at)}
+    usage: dict[str, int] = {}
+    # The usage object is small, but may nest (cache_creation, server_tool_use): a bounded window.
+    for m in _USAGE_RE.finditer(blob, at, at + 1024):
+        usage[m.group(1).decode()] = int(m.group(2))
+    return usage
 
 
 def error_event(kind: str, message: str) -> bytes:
@@ -94,19 +90,19 @@ class StreamWatcher:
         self.usage: dict[str, int] = {}
 
     def feed(self, chunk: bytes) -> None:
+        carry = self._carry
+        # Where a marker may straddle the previous chunk and this one (at most 2 x 16 bytes).
+        joint = carry + chunk[:_MARK] if carry else b""
         if self._capture is not None:
             self._capture += chunk
             self._finish_capture()
-            self._carry = chunk[-_MARK:]
-            return
-        head = self._carry + chunk[:_MARK] if self._carry else b""
-        if b"message_delta" in chunk or b"message_delta" in head:
+        elif b"message_delta" in chunk or b"message_delta" in joint:
             at = chunk.find(b"message_delta")
-            self._capture = bytearray(chunk[at:] if at != -1 else head + chunk[_MARK:])
+            self._capture = bytearray(chunk[at:] if at != -1 else joint + chunk[_MARK:])
             self._finish_capture()
-        if b"message_stop" in chunk or (head and b"message_stop" in head):
+        elif b"message_stop" in chunk or b"message_stop" in joint:
             self.stopped = True
-        self._carry = chunk[-_MARK:]
+        self._carry = chunk[-_MARK:] if len(chunk) >= _MARK else (carry + chunk)[-_MARK:]
 
     def _finish_capture(self) -> None:
         assert self._capture is not None

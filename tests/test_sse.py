@@ -1,0 +1,108 @@
+"""The proxy's SSE helpers: event parsing before commit, watching after, usage extraction."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+import pytest
+
+from qcc.proxy import sse
+
+STREAM = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
+    b'{"input_tokens":10,"cache_creation_input_tokens":2,"cache_read_input_tokens":30,'
+    b'"output_tokens":1}}}\n\n'
+    b'event: ping\ndata: {"type": "ping"}\n\n'
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"hi"}}\n\n'
+    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
+    b'"usage":{"output_tokens":42}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+)
+
+
+def test_next_event_walks_events() -> None:
+    names = []
+    pos = 0
+    while (event := sse.next_event(STREAM, pos)) is not None:
+        name, _, pos = event
+        names.append(name)
+    assert names == [
+        "message_start",
+        "ping",
+        "content_block_delta",
+        "message_delta",
+        "message_stop",
+    ]
+    assert pos == len(STREAM)
+
+
+def test_next_event_crlf_incomplete_and_default_name() -> None:
+    assert sse.next_event(b"event: ping\ndata: {}", 0) is None  # not complete yet
+    assert sse.next_event(b"event: ping\r\ndata: {}\r\n\r\n", 0) == ("ping", b"{}", 25)
+    assert sse.next_event(b"data: x\n\n", 0) == ("message", b"x", 9)
+    assert sse.next_event(b": comment\n\n", 0) == (None, b"", 11)
+
+
+def test_error_type_and_error_event() -> None:
+    data = json.dumps({"type": "error", "error": {"type": "overloaded_error"}}).encode()
+    assert sse.error_type(data) == "overloaded_error"
+    assert sse.error_type(b"not json") == ""
+    event = sse.error_event("api_error", "qcc: broke")
+    name, payload, _ = sse.next_event(event, 0)  # type: ignore[misc]
+    assert name == "error"
+    assert json.loads(payload) == {
+        "type": "error",
+        "error": {"type": "api_error", "message": "qcc: broke"},
+    }
+
+
+def test_usage_numbers_reads_nested_usage_blocks() -> None:
+    blob = (
+        b'{"usage":{"input_tokens":5,"cache_creation":{"ephemeral_5m_input_tokens":3},'
+        b'"cache_read_input_tokens":9,"output_tokens":12,"server_tool_use":{"web_search_requests":1}}}'
+    )
+    assert sse.usage_numbers(blob) == {
+        "input_tokens": 5,
+        "cache_read_input_tokens": 9,
+        "output_tokens": 12,
+    }
+    assert sse.usage_numbers(b'{"id": "x"}') == {}
+
+
+@pytest.mark.parametrize("size", [1, 3, 7, 16, 50, len(STREAM)])
+def test_watcher_sees_usage_and_stop_whatever_the_chunking(size: int) -> None:
+    watcher = sse.StreamWatcher()
+    for i in range(0, len(STREAM), size):
+        watcher.feed(STREAM[i : i + size])
+    assert watcher.stopped
+    assert watcher.usage == {"output_tokens": 42}
+
+
+def test_watcher_without_stop_is_not_stopped() -> None:
+    watcher = sse.StreamWatcher()
+    watcher.feed(STREAM[: STREAM.index(b"event: message_stop")])
+    assert not watcher.stopped
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate"])
+def test_body_tail_reads_usage_through_encodings(encoding: str) -> None:
+    body = json.dumps({"content": "x" * 20000, "usage": {"input_tokens": 7, "output_tokens": 3}})
+    raw = body.encode()
+    if encoding == "gzip":
+        raw = gzip.compress(raw)
+    elif encoding == "deflate":
+        raw = zlib.compress(raw)
+    tail = sse.BodyTail(encoding)
+    for i in range(0, len(raw), 1000):
+        tail.feed(raw[i : i + 1000])
+    assert tail.usage() == {"input_tokens": 7, "output_tokens": 3}
+    assert len(tail.tail) <= sse.BodyTail.KEEP
+
+
+def test_body_tail_ignores_unknown_encodings_and_garbage() -> None:
+    assert sse.BodyTail("br").usage() == {}
+    broken = sse.BodyTail("gzip")
+    broken.feed(b"not gzip at all")
+    assert broken.usage() == {}
