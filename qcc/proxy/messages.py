@@ -37,7 +37,17 @@ _STREAM_RE = re.compile(rb'"stream"\s*:\s*true')
 
 def wants_stream(body: bytes) -> bool:
     """True when a Messages request body asks for SSE (``"stream": true``)."""
-    return b'"stream"' in body and _STREAM_RE.search(body) is not None
+    # From the end: clients put "stream" after the (large) messages, so this is usually a short
+    # scan. A few earlier hits are checked too, in case a tool schema also has a "stream" key.
+    end = len(body)
+    for _ in range(4):
+        at = body.rfind(b'"stream"', 0, end)
+        if at == -1:
+            return False
+        if _STREAM_RE.match(body, at) is not None:
+            return True
+        end = at
+    return False
 
 
 def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:

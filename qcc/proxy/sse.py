@@ -27,7 +27,8 @@ def next_event(buf: bytes, start: int) -> tuple[str | None, bytes, int] | None:
     name None.
     """
     end = buf.find(b"\n\n", start)
-    crlf = buf.find(b"\r\n\r\n", start)
+    # A CRLF event ends before any "\n\n" would: only look that far (or everywhere if none).
+    crlf = buf.find(b"\r\n\r\n", start, end + 2 if end != -1 else len(buf))
     if crlf != -1 and (end == -1 or crlf < end):
         block, after = buf[start:crlf], crlf + 4
     elif end != -1:
