@@ -40,13 +40,13 @@ import os
 import re
 import shlex
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qcc.config.model import Config, mask_secret
+from qcc.config.store import atomic_write
 from qcc.errors import QccError
 from qcc.paths import state_dir
 
@@ -219,28 +219,6 @@ def _same(a: Any, b: Any) -> bool:
     return json.dumps(a) == json.dumps(b)
 
 
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` (temp file in the same dir, fsync, os.replace)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _write_settings(path: Path, data: bytes) -> None:
     """Write through a symlink (dotfile managers) and keep the file's mode."""
     target = path.resolve() if path.is_symlink() else path
@@ -250,7 +228,7 @@ def _write_settings(path: Path, data: bytes) -> None:
         mode = NEW_FILE_MODE
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(target, data, mode)
+        atomic_write(target, data, mode)
     except OSError as exc:
         raise ClaudeSettingsError(
             f"cannot write {shown(path)} ({exc.strerror or exc}); nothing was changed"
@@ -261,7 +239,7 @@ def _write_private(path: Path, data: bytes) -> None:
     """A file in qcc's state dir: mode 0600 in a 0700 directory."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_atomic(path, data, 0o600)
+        atomic_write(path, data, 0o600)
     except OSError as exc:
         raise ClaudeSettingsError(
             f"cannot write the backup {path} ({exc.strerror or exc}); nothing was changed"
@@ -438,7 +416,7 @@ def enable(settings: Path, env: Mapping[str, str], backup: Path) -> EnableResult
                 if old_record is None:
                     backup.unlink()
                 else:
-                    _write_atomic(backup, old_record, 0o600)
+                    atomic_write(backup, old_record, 0o600)
             raise
     notes.extend(_conflict_notes(data, env))
     return EnableResult(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,3 +102,14 @@ def harness_factory(aiohttp_server: Any, aiohttp_client: Any) -> MakeHarness:
         return Harness(upstreams, servers, client)
 
     return make
+
+
+async def wait_for(predicate: Callable[[], object], limit: float = 3.0) -> float:
+    """Poll ``predicate`` every few ms until it is true; return how long that took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not predicate():
+        if loop.time() - started > limit:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+    return loop.time() - started

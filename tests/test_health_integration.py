@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from proxyharness import MakeHarness, harness_factory
+from proxyharness import MakeHarness, harness_factory, wait_for
 
 from qcc.fake_upstream import Behavior
 from qcc.health.state import State
@@ -34,16 +34,6 @@ def messages(fake: Any) -> int:
 
 def probes(fake: Any) -> list[str]:
     return [seen.path_qs for seen in fake.requests if seen.path_qs != "/v1/messages"]
-
-
-async def wait_for(predicate: Any, limit: float = 3.0) -> float:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while not predicate():
-        if loop.time() - started > limit:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-    return loop.time() - started
 
 
 async def test_failing_account_is_ejected_probed_and_returns(make: MakeHarness) -> None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
-from proxyharness import MakeHarness, harness_factory
+from proxyharness import MakeHarness, harness_factory, wait_for
 
 from qcc.config import ops
 from qcc.config.model import Credential
@@ -20,16 +19,6 @@ BODY = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": 
 @pytest.fixture
 def make(aiohttp_server: Any, aiohttp_client: Any) -> MakeHarness:
     return harness_factory(aiohttp_server, aiohttp_client)
-
-
-async def wait_for(predicate: Any, limit: float = 3.0) -> float:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    while not predicate():
-        if loop.time() - started > limit:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
-    return loop.time() - started
 
 
 async def test_reload_under_inflight_stream(make: MakeHarness, tmp_path: Path) -> None:

@@ -39,16 +39,20 @@ def parse(text: str, path: Path) -> Config:
     return config_from(data)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically; the file ends up with mode 0600."""
+def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically (temp file in the same dir, fsync, rename).
+
+    The file ends up with ``mode`` (0600 by default: most of what qcc writes holds secrets).
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as tmp:
-            tmp.write(text)
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(raw)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.chmod(tmp_name, 0o600)
+        os.chmod(tmp_name, mode)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
