@@ -472,23 +472,23 @@ def test_failed_write_leaves_no_backup_record(
     settings: Path, backup: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     original = write(settings, SETTINGS)
-    real = cs._write_atomic
+    real = cs.atomic_write
 
     def failing(path: Path, data: bytes, mode: int) -> None:
         if path.name == "settings.json":
             raise PermissionError(13, "Permission denied")
         real(path, data, mode)
 
-    monkeypatch.setattr(cs, "_write_atomic", failing)
+    monkeypatch.setattr(cs, "atomic_write", failing)
     with pytest.raises(cs.ClaudeSettingsError, match=r"cannot write .*Permission denied.*nothing"):
         cs.enable(settings, ENV, backup)
     assert settings.read_bytes() == original
     assert not backup.exists()
 
-    monkeypatch.setattr(cs, "_write_atomic", real)
+    monkeypatch.setattr(cs, "atomic_write", real)
     cs.enable(settings, ENV, backup)
     record = backup.read_bytes()
-    monkeypatch.setattr(cs, "_write_atomic", failing)
+    monkeypatch.setattr(cs, "atomic_write", failing)
     with pytest.raises(cs.ClaudeSettingsError):
         cs.enable(settings, {**ENV, cs.TOKEN_KEY: ACCESS_KEY}, backup)
     assert backup.read_bytes() == record  # the first enable's record still describes the file
