@@ -70,7 +70,7 @@ def _config(urls: dict[str, str]) -> dict[str, Any]:
                 "strategy": "round-robin",
                 "sticky": False,
                 "accounts": {
-                    name: {"base_url": url, "api_key": f"sk-ant-demo-not-a-real-key-{name}"}
+                    name: {"base_url": url, "api_key": f"demo-placeholder-key-{name}"}
                     for name, url in urls.items()
                 },
             }

@@ -242,4 +242,4 @@ def test_demo_finishes_by_itself(tmp_path: Path) -> None:
     assert "sent 10, answered 10" in result.stdout
     assert "steady" in result.stdout and "flaky" in result.stdout
     assert not (tmp_path / "config").exists()  # never touches the user's config
-    assert "sk-ant-demo" not in result.stdout + result.stderr
+    assert "demo-placeholder-key" not in result.stdout + result.stderr
