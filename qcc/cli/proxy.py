@@ -226,16 +226,17 @@ def stop(
     render.success(f"qcc proxy (pid {record.pid}) stopped")
 
 
-def proxy_stats(record: ProxyRecord) -> dict[str, Any]:
-    """``/accounts/stats`` of the running proxy, using its access key from the config."""
-    key = _access_key(record)
+def proxy_stats(record: ProxyRecord, key: str | None = None) -> dict[str, Any]:
+    """``/accounts/stats`` of the running proxy, with its access key (read from its config
+    unless given)."""
+    key = key if key is not None else access_key(record)
     status, doc = fetch_json(record.url + "/accounts/stats", key)
     if status != 200 or not isinstance(doc, dict):
         raise ProxyError(f"the proxy at {record.url} answered HTTP {status} to /accounts/stats")
     return doc
 
 
-def _access_key(record: ProxyRecord) -> str | None:
+def access_key(record: ProxyRecord) -> str | None:
     from qcc.config.store import ConfigStore
 
     try:

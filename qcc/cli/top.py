@@ -38,19 +38,20 @@ def top(
     Example:
       qcc top --interval 2
     """
-    from qcc.cli.proxy import proxy_stats
+    from qcc.cli.proxy import access_key, proxy_stats
     from qcc.proxy.record import require_record
 
     if interval <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--interval")
     record = require_record()
+    key = access_key(record)
     previous: dict[str, Any] | None = None
     last = time.monotonic()
     count = 0
     try:
         with Live(console=render.console(), auto_refresh=False) as live:
             while True:
-                doc = proxy_stats(record)
+                doc = proxy_stats(record, key)
                 now = time.monotonic()
                 rates = _rates(previous, doc, now - last)
                 previous, last = doc, now

@@ -29,7 +29,6 @@ class HealthMonitor:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.probing: dict[str, asyncio.Task[None]] = {}
-        self.probes = 0
 
     def due(self, member: Member, now: float) -> bool:
         health = member.health
@@ -98,7 +97,6 @@ class HealthMonitor:
         result = await check_once(
             rt.session, member.account, member.header, rt.config.health.probe_timeout
         )
-        self.probes += 1
         apply_probe(member, result, loop.time())
 
 

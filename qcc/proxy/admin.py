@@ -20,7 +20,8 @@ from qcc.stats import LATENCY_BUCKETS
 JSON = "application/json"
 
 
-def _unauthorized() -> web.Response:
+def unauthorized() -> web.Response:
+    """401 for a client without the proxy's access key (``proxy.access_key``)."""
     return web.Response(
         status=401,
         body=error_body(
@@ -116,7 +117,7 @@ async def health(request: web.Request) -> web.Response:
 async def accounts_stats(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME_KEY]
     if not rt.authorized(request):
-        return _unauthorized()
+        return unauthorized()
     doc = stats_document(rt, asyncio.get_running_loop().time(), time.time())
     return web.json_response(doc, dumps=lambda o: json.dumps(o, indent=2))
 
@@ -196,7 +197,7 @@ def metrics_text(rt: Runtime, now: float) -> str:
 async def metrics(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME_KEY]
     if not rt.authorized(request):
-        return _unauthorized()
+        return unauthorized()
     text = metrics_text(rt, asyncio.get_running_loop().time())
     return web.Response(
         text=text,

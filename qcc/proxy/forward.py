@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from qcc.proxy import sse
+from qcc.proxy.admin import unauthorized
 from qcc.proxy.messages import (
     downstream_headers,
     error_body,
@@ -406,13 +407,6 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME_KEY]
     runtime.requests += 1
     if not runtime.authorized(request):
-        return web.Response(
-            status=401,
-            body=error_body(
-                "authentication_error",
-                "qcc: this proxy requires its access key as x-api-key or Authorization: Bearer",
-            ),
-            content_type="application/json",
-        )
+        return unauthorized()
     body = await request.read()
     return await Exchange(runtime, request, body).run()

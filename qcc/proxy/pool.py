@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from qcc.config.model import Account, Cluster, HealthSettings
+from qcc.errors import CredentialError
 from qcc.health.state import AccountHealth, State
 from qcc.routing.classify import Outcome, counts_against_health
 from qcc.routing.latency import LatencyScore
@@ -99,8 +100,6 @@ class AccountPool:
         self._resolve_credentials(members.values(), now)
 
     def _resolve_credentials(self, members: Iterable[Member], now: float) -> None:
-        from qcc.errors import CredentialError
-
         for member in members:
             try:
                 member.header = member.account.credential.header(self._environ)

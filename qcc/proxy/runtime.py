@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,6 @@ class Runtime:
     budget: RetryBudget
     session: aiohttp.ClientSession
     client_timeout: aiohttp.ClientTimeout
-    started_wall: float = field(default_factory=time.time)
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     requests: int = 0
     reloads: int = 0
