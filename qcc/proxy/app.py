@@ -1,8 +1,9 @@
 """The aiohttp application: routes, and the one cleanup context that owns long-lived things.
 
-Inside :func:`lifecycle`, before ``yield``: the one pooled ``ClientSession``, the
-:class:`Runtime`, the health monitor task and the config watcher task. After ``yield``: the tasks
-are cancelled and awaited, then the session is closed. Nothing outlives the app.
+Inside :func:`lifecycle`, before ``yield``: the request path's :class:`UpstreamClient`, the
+probes' ``ClientSession``, the :class:`Runtime`, the health monitor task and the config watcher
+task. After ``yield``: the tasks are cancelled and awaited, then the client and the session are
+closed. Nothing outlives the app.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from qcc.proxy import admin, usage
 from qcc.proxy.forward import handle_api
 from qcc.proxy.pool import AccountPool
 from qcc.proxy.reload import watch_config
-from qcc.proxy.runtime import RUNTIME_KEY, Runtime, client_timeout
+from qcc.proxy.runtime import RUNTIME_KEY, Runtime
+from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
 
 log = logging.getLogger("qcc.proxy")
@@ -33,10 +35,11 @@ MAX_REQUEST_BODY = 64 * 1024 * 1024  # the Messages API takes up to 32 MB
 
 
 def new_client_session(config: Config) -> aiohttp.ClientSession:
+    """The HTTP client of health probes (each bounds itself with ``probe_timeout``)."""
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=client_timeout(config),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.timeouts.connect),
         auto_decompress=False,  # bytes pass through as the account sent them, encoding intact
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -71,6 +74,7 @@ def create_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
         session = new_client_session(config)
+        client = UpstreamClient()
         pool = AccountPool(config.cluster(cluster_name), config.health, now=loop.time())
         runtime = Runtime(
             access=logs.access_writer(),
@@ -78,8 +82,8 @@ def create_app(
             cluster_name=cluster_name,
             pool=pool,
             budget=RetryBudget(config.retry),
+            client=client,
             session=session,
-            client_timeout=client_timeout(config),
         )
         app[RUNTIME_KEY] = runtime
         tasks: list[asyncio.Task[None]] = []
@@ -102,6 +106,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            client.close()
             await session.close()
 
     app = web.Application(client_max_size=MAX_REQUEST_BODY)

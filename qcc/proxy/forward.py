@@ -14,7 +14,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from qcc.proxy import sse
@@ -28,13 +27,14 @@ from qcc.proxy.messages import (
 )
 from qcc.proxy.pool import Member
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
+from qcc.proxy.upstream import ConnectTimeout, Response, UpstreamError, render_head
 from qcc.routing.classify import Outcome, classify_status, cooldown_seconds, fails_over
 from qcc.routing.sticky import session_key
 
 log = logging.getLogger("qcc.proxy")
 
 PRECOMMIT_LIMIT = 1 << 20  # bytes of stream held back at most while waiting for message_start
-_NETWORK_ERRORS = (aiohttp.ClientError, OSError)
+_NETWORK_ERRORS = (UpstreamError, OSError)
 
 
 class ClientGone(Exception):
@@ -52,20 +52,14 @@ async def _write(response: web.StreamResponse, chunk: bytes) -> None:
         raise ClientGone(response) from None
 
 
-class _NoDeadline:
-    """Stands in for ``asyncio.timeout`` where the client session's timeouts suffice."""
+class _Relay(web.StreamResponse):
+    """A streamed response whose head goes out with its first body bytes: one send, not two.
 
-    async def __aenter__(self) -> _NoDeadline:
-        return self
+    (aiohttp's own ``web.Response`` does the same; if a future aiohttp drops the attribute, the
+    head is simply sent on its own again.)
+    """
 
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    def reschedule(self, when: float | None) -> None:
-        pass
-
-
-_NO_DEADLINE = _NoDeadline()
+    _send_headers_immediately = False
 
 
 @dataclass(slots=True)
@@ -142,49 +136,51 @@ class Exchange:
         rt, loop = self.rt, asyncio.get_running_loop()
         assert member.header is not None
         account = member.account
-        headers = upstream_headers(self.request.headers, member.header, identity=self.stream)
+        client = rt.client
+        origin = client.origin(account.base_url)
         data = rename_model(self.body, account.models) if account.models else self.body
-        url = account.base_url + self.request.raw_path
+        method = self.request.method
+        head = render_head(
+            method,
+            origin.prefix + self.request.raw_path,
+            origin.host_header,
+            upstream_headers(self.request.headers, member.header, identity=self.stream),
+            len(data),
+        )
         timeouts = rt.config.timeouts
+        # A stream must show its first event within stream_first_byte; a plain response its
+        # head within first_byte (the whole generation happens before it).
         head_limit = timeouts.stream_first_byte if self.stream else timeouts.first_byte
         started = loop.time()
+        deadline = started + head_limit
         rt.pool.begin(member, started)
-        upstream: aiohttp.ClientResponse | None = None
+        upstream: Response | None = None
         try:
-            # A stream must show its first event within stream_first_byte. A plain response is
-            # bounded by the session's per-read timeout (first_byte): no extra timer per request.
-            async with asyncio.timeout(head_limit) if self.stream else _NO_DEADLINE as deadline:
-                upstream = await rt.session.request(
-                    self.request.method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    **rt.request_kwargs,
-                )
+            upstream = await client.request(
+                origin, method, head, data, connect_timeout=timeouts.connect, deadline=deadline
+            )
+            ttfb = loop.time() - started
+            outcome = classify_status(upstream.status)
+            if fails_over(outcome):
+                return await self._failed_status(member, upstream, outcome)
+            ctype = upstream.headers.get("content-type", "")
+            if outcome is Outcome.SUCCESS and ctype.startswith("text/event-stream"):
+                first = await self._first_events(member, upstream, deadline)
+                if isinstance(first, Failure):
+                    return first
+                buffered, usage = first
                 ttfb = loop.time() - started
-                outcome = classify_status(upstream.status)
-                if fails_over(outcome):
-                    return await self._failed_status(member, upstream, outcome)
-                ctype = upstream.headers.get("content-type", "")
-                if outcome is Outcome.SUCCESS and ctype.startswith("text/event-stream"):
-                    first = await self._first_events(member, upstream)
-                    if isinstance(first, Failure):
-                        return first
-                    deadline.reschedule(None)
-                    buffered, usage = first
-                    ttfb = loop.time() - started
-                    rt.pool.record_success(member, loop.time(), ttfb)
-                    response = await self._relay_stream(member, upstream, buffered, usage)
-                    return Done(member.name, response, upstream.status, ttfb, usage)
-                deadline.reschedule(None)
+                rt.pool.record_success(member, loop.time(), ttfb)
+                response = await self._relay_stream(member, upstream, buffered, usage)
+                return Done(member.name, response, upstream.status, ttfb, usage)
             if outcome is Outcome.SUCCESS:
                 rt.pool.record_success(member, loop.time(), ttfb)
             else:
                 rt.pool.record_client_error(member, loop.time(), ttfb)
-            response, usage = await self._relay_body(member, upstream)
-            return Done(member.name, response, upstream.status, ttfb, usage)
+            body_response, usage = await self._relay_body(member, upstream)
+            return Done(member.name, body_response, upstream.status, ttfb, usage)
         except TimeoutError as exc:
-            if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            if isinstance(exc, ConnectTimeout):
                 reason = f"cannot connect within {timeouts.connect:g}s"
             else:
                 what = "first event" if self.stream else "response"
@@ -195,7 +191,7 @@ class Exchange:
         finally:
             rt.pool.end(member)
             if upstream is not None:
-                upstream.close() if not upstream.content.at_eof() else upstream.release()
+                upstream.release() if upstream.at_eof else upstream.close()
 
     def _fail(
         self,
@@ -210,14 +206,11 @@ class Exchange:
         log.warning("account %s failed (%s): %s; failing over", member.name, outcome, reason)
         return Failure(member.name, outcome, reason, status)
 
-    async def _failed_status(
-        self, member: Member, upstream: aiohttp.ClientResponse, outcome: Outcome
-    ) -> Failure:
+    async def _failed_status(self, member: Member, upstream: Response, outcome: Outcome) -> Failure:
         detail = ""
         try:
-            async with asyncio.timeout(2.0):
-                raw = await upstream.content.read(2048)
-            error = sse.parse_data(raw).get("error")
+            raw = await upstream.read(asyncio.get_running_loop().time() + 2.0)
+            error = sse.parse_data(raw[:2048]).get("error")
             if isinstance(error, dict):
                 detail = str(error.get("message", ""))[:200]
         except (TimeoutError, *_NETWORK_ERRORS):
@@ -229,13 +222,13 @@ class Exchange:
         return self._fail(member, outcome, reason, upstream.status, cooldown)
 
     async def _first_events(
-        self, member: Member, upstream: aiohttp.ClientResponse
+        self, member: Member, upstream: Response, deadline: float
     ) -> tuple[bytes, dict[str, int]] | Failure:
         """Read until the event that carries the message; fail over on anything before it."""
         buf = b""
         pos = 0
         while True:
-            chunk = await upstream.content.readany()
+            chunk = await upstream.read(deadline)
             if not chunk:
                 return self._fail(member, Outcome.STREAM_ERROR, "stream ended before any event")
             buf += chunk
@@ -262,31 +255,27 @@ class Exchange:
 
     # ---- relaying a committed response ---------------------------------------------------
 
-    async def _start(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
-        response = web.StreamResponse(
+    async def _relay_stream(
+        self,
+        member: Member,
+        upstream: Response,
+        buffered: bytes,
+        usage: dict[str, int],
+    ) -> web.StreamResponse:
+        response = _Relay(
             status=upstream.status,
             reason=upstream.reason,
             headers=downstream_headers(upstream.headers),
         )
-        if upstream.content_length is not None:
-            response.content_length = upstream.content_length
         await response.prepare(self.request)
-        return response
-
-    async def _relay_stream(
-        self,
-        member: Member,
-        upstream: aiohttp.ClientResponse,
-        buffered: bytes,
-        usage: dict[str, int],
-    ) -> web.StreamResponse:
-        response = await self._start(upstream)
         watcher = sse.StreamWatcher()
         watcher.feed(buffered)
         await _write(response, buffered)
+        idle = self.rt.config.timeouts.stream_idle
+        loop = asyncio.get_running_loop()
         ended_by = ""
         try:
-            async for chunk in upstream.content.iter_any():
+            while chunk := await upstream.read(loop.time() + idle):
                 watcher.feed(chunk)
                 await _write(response, chunk)
         except TimeoutError:
@@ -298,7 +287,7 @@ class Exchange:
         usage.update(watcher.usage)
         member.stats.usage.add(usage)
         if ended_by:
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             self.rt.pool.record_failure(member, Outcome.STREAM_ERROR, ended_by, now, time.time())
             log.warning("%s after the response was committed; ending it with an error", ended_by)
             await _write(response, sse.error_event("api_error", f"qcc: {ended_by}"))
@@ -306,21 +295,43 @@ class Exchange:
         return response
 
     async def _relay_body(
-        self, member: Member, upstream: aiohttp.ClientResponse
+        self, member: Member, upstream: Response
     ) -> tuple[web.StreamResponse, dict[str, int]]:
-        response = await self._start(upstream)
+        headers = downstream_headers(upstream.headers)
         tail = sse.BodyTail(upstream.headers.get("content-encoding", "identity").lower())
         if upstream.status >= 300:
             tail.readable = False
+        first = upstream.ready()
+        if upstream.at_eof:
+            # The whole body came with the head (the usual small answer): aiohttp sends the
+            # head and body in one write once the handler returns it.
+            tail.feed(first)
+            whole = web.Response(
+                status=upstream.status, reason=upstream.reason, headers=headers, body=first
+            )
+            usage = tail.usage()
+            member.stats.usage.add(usage)
+            return whole, usage
+        response = _Relay(status=upstream.status, reason=upstream.reason, headers=headers)
+        length = upstream.content_length
+        if length is not None:
+            response.content_length = length
+        await response.prepare(self.request)
+        idle = self.rt.config.timeouts.first_byte
+        loop = asyncio.get_running_loop()
         try:
-            async for chunk in upstream.content.iter_any():
-                await _write(response, chunk)
-                tail.feed(chunk)
+            chunk = first
+            while True:
+                if chunk:
+                    await _write(response, chunk)
+                    tail.feed(chunk)
+                chunk = await upstream.read(loop.time() + idle)
+                if not chunk:
+                    break
         except (TimeoutError, *_NETWORK_ERRORS) as exc:
             # Committed: nothing can be replaced now. Close, so the client sees the break.
             reason = f"account {member.name} broke off its response ({_describe(exc)})"
-            now = asyncio.get_running_loop().time()
-            self.rt.pool.record_failure(member, Outcome.NETWORK, reason, now, time.time())
+            self.rt.pool.record_failure(member, Outcome.NETWORK, reason, loop.time(), time.time())
             log.warning("%s after it was committed", reason)
             response.force_close()
             return response, {}
@@ -392,12 +403,10 @@ class Exchange:
 
 def _describe(exc: BaseException) -> str:
     """A short, secret-free description of a network error (never the request headers)."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server disconnected"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return "response body broken off"
+    if isinstance(exc, UpstreamError):
+        return exc.describe
+    if isinstance(exc, TimeoutError):
+        return "timed out"
     if isinstance(exc, ConnectionResetError):
         return "connection reset"
     return type(exc).__name__

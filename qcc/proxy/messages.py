@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from multidict import CIMultiDict
 
-# RFC 9110 §7.6.1 hop-by-hop headers, plus those aiohttp recomputes for the new connection.
+# RFC 9110 §7.6.1 hop-by-hop headers, plus those recomputed for the new connection.
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -62,23 +62,23 @@ def upstream_headers(
     credential: tuple[str, str],
     *,
     identity: bool,
-) -> CIMultiDict[str]:
-    """The client's end-to-end headers, its credentials replaced by the account's.
+) -> list[str]:
+    """The client's end-to-end headers as ``Name: value`` lines, its credentials replaced.
 
     ``identity``: ask the account for an uncompressed body (streams, which the proxy reads).
     """
     also_drop = _connection_tokens(client)
-    out: CIMultiDict[str] = CIMultiDict()
+    out: list[str] = []
     for name, value in client.items():
         lower = name.lower()
         if lower in REQUEST_DROP or lower in also_drop:
             continue
         if identity and lower == "accept-encoding":
             continue
-        out.add(name, value)
+        out.append(f"{name}: {value}")
     if identity:
-        out["accept-encoding"] = "identity"
-    out[credential[0]] = credential[1]
+        out.append("accept-encoding: identity")
+    out.append(f"{credential[0]}: {credential[1]}")
     return out
 
 

@@ -11,25 +11,14 @@ import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from qcc.config.model import Cluster, Config
 from qcc.proxy.pool import AccountPool
+from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
-
-
-def client_timeout(config: Config) -> aiohttp.ClientTimeout:
-    """Per-read limits. The head of each attempt is bounded separately (first_byte)."""
-    t = config.timeouts
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=None,
-        sock_connect=t.connect,
-        sock_read=max(t.stream_idle, t.first_byte),
-    )
 
 
 @dataclass(eq=False)
@@ -38,16 +27,13 @@ class Runtime:
     cluster_name: str
     pool: AccountPool
     budget: RetryBudget
-    session: aiohttp.ClientSession
-    client_timeout: aiohttp.ClientTimeout
+    client: UpstreamClient  # the request path's connections
+    session: aiohttp.ClientSession  # health probes only
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     requests: int = 0
     reloads: int = 0
     reload_error: str | None = None
     access: Callable[[str], None] = field(default=logging.getLogger("qcc.access").info)
-    # Extra arguments of every upstream request: a per-request timeout only once a reload has
-    # changed it from the session's own (building one per request costs on the hot path).
-    request_kwargs: dict[str, Any] = field(default_factory=lambda: {"allow_redirects": False})
 
     @property
     def cluster(self) -> Cluster:
@@ -58,10 +44,7 @@ class Runtime:
         cluster = config.cluster(self.cluster_name)
         if config.retry != self.config.retry:
             self.budget = RetryBudget(config.retry)
-        self.config = config
-        self.client_timeout = client_timeout(config)
-        if self.client_timeout != self.session.timeout:
-            self.request_kwargs = {"allow_redirects": False, "timeout": self.client_timeout}
+        self.config = config  # timeouts are read from it by every attempt
         self.pool.apply(cluster, config.health, now=asyncio.get_running_loop().time())
         self.reloads += 1
 
