@@ -100,11 +100,32 @@ def _memory_row(runs: dict[str, Raw], subjects: list[str]) -> Row:
     return Row(label, values, {}, "≤ 10 MB", verdict)
 
 
+def _cpu_row(label: str, runs: dict[str, list[Raw]], subjects: list[str]) -> Row:
+    """The proxy's own CPU per request: robust when the load core, not the proxy, is the limit."""
+    proxies = {t: reps for t, reps in runs.items() if t != DIRECT}
+    cpu = {
+        t: median([float(r.get("cpu_us_per_req", math.nan)) for r in reps])
+        for t, reps in proxies.items()
+    }
+    ratios = {s: _ratio(cpu.get(s, math.nan), cpu.get(PASS, math.nan)) for s in subjects}
+    values: dict[str, float | str] = {DIRECT: "—", **cpu}
+    return Row(label, values, ratios, "(lower is better)", dict.fromkeys(subjects))
+
+
 ROW_MAKERS: dict[str, Callable[[dict[str, Any], list[str]], list[Row]]] = {
     "S1-1": lambda r, s: [_added_latency(r, s)],
-    "S1-32": lambda r, s: [_throughput("S1 small JSON, 32 conns (req/s)", r, s)],
-    "S2": lambda r, s: [_throughput("S2 SSE 100 events, 32 conns (req/s)", r, s)],
-    "S3": lambda r, s: [_throughput("S3 200 KB body, 16 conns (req/s)", r, s)],
+    "S1-32": lambda r, s: [
+        _throughput("S1 small JSON, 32 conns (req/s)", r, s),
+        _cpu_row("S1 32 conns: proxy CPU per request (µs)", r, s),
+    ],
+    "S2": lambda r, s: [
+        _throughput("S2 SSE 100 events, 32 conns (req/s)", r, s),
+        _cpu_row("S2: proxy CPU per request (µs)", r, s),
+    ],
+    "S3": lambda r, s: [
+        _throughput("S3 200 KB body, 16 conns (req/s)", r, s),
+        _cpu_row("S3: proxy CPU per request (µs)", r, s),
+    ],
     "S4": _s4_rows,
     "MEM": lambda r, s: [_memory_row(r, s)],
 }
@@ -125,7 +146,9 @@ def markdown(table: list[Row], subjects: list[str]) -> str:
     head += ["target", "pass/fail"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table:
-        digits = 2 if "CPU" in row.label else 1 if "MB" in row.label or "ms" in row.label else 0
+        digits = (
+            2 if "CPU seconds" in row.label else 1 if "MB" in row.label or "ms" in row.label else 0
+        )
         cells = [row.label, _fmt(row.values.get(DIRECT, "—"), digits)]
         cells.append(_fmt(row.values.get(PASS, "n/a"), digits))
         for s in subjects:

@@ -45,7 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stream-seconds", type=float, default=5.0, help="S4 stream length")
     parser.add_argument("--requests", type=int, default=10_000, help="MEM sequential requests")
     parser.add_argument("--two-accounts", action="store_true", help="also run qcc, 2 accounts")
-    parser.add_argument("--profile", action="store_true", help="py-spy the proxies under S1")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="S1-32",
+        choices=[n for n in WRK_SCENARIOS if n != "S1-1"],
+        help="py-spy the proxies under a wrk scenario (default S1-32)",
+    )
     parser.add_argument("--json", action="store_true", help="save raw numbers to latest.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -74,10 +80,15 @@ def run_wrk_scenario(
         # direct first; the proxies alternate so neither always follows the other
         ordered = order[:1] + (order[1:] if rep % 2 == 0 else order[:0:-1])
         for target in ordered:
-            result = wrk(targets[target].url, body, connections, args.duration)
+            proc = targets[target]
+            cpu_before = procs.cpu_seconds(proc.pid)
+            result = wrk(proc.url, body, connections, args.duration)
+            cpu = procs.cpu_seconds(proc.pid) - cpu_before
             if result.errors:
                 log(f"  {name} {target}: {result.errors} errors (socket or non-2xx)")
-            out[target].append(result.as_dict())
+            # CPU per request: what the process itself spent, whichever core was the bottleneck
+            per_request = cpu / result.requests * 1e6 if result.requests else float("nan")
+            out[target].append(result.as_dict() | {"cpu_us_per_req": per_request})
             numbers = f"{result.rps:,.0f} req/s, p50 {result.p50_ms:.3f} ms"
             log(f"  {name} rep {rep + 1} {target}: {numbers}")
             time.sleep(0.3)
@@ -183,8 +194,9 @@ def main(argv: list[str] | None = None) -> None:
             log(f"S4: {args.streams} concurrent {args.stream_seconds:g} s streams")
             raw["S4"] = run_streams(targets, args)
         if args.profile:
-            log("profiling the proxies under S1 (32 conns) with py-spy")
-            profiles = [profile(p, RESULTS) for p in started[1:]]
+            _, body, connections = WRK_SCENARIOS[args.profile]
+            log(f"profiling the proxies under {args.profile} with py-spy")
+            profiles = [profile(p, RESULTS, args.profile, body, connections) for p in started[1:]]
         wall = time.monotonic() - wall_before
         foreign = procs.machine_busy_seconds() - busy_before - procs.own_seconds(started)
         raw["machine"] = {"wall_s": wall, "other_cpu_s": max(0.0, foreign)}
@@ -254,7 +266,7 @@ def render(
         report.spread(raw),
     ]
     if profiles:
-        lines += ["", "## Profiles (py-spy, S1 32 conns)", "", *profiles]
+        lines += ["", f"## Profiles (py-spy, {args.profile})", "", *profiles]
     return "\n".join(lines)
 
 

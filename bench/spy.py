@@ -1,4 +1,4 @@
-"""Where a proxy's time goes under S1 (32 conns): py-spy samples it while wrk loads it.
+"""Where a proxy's time goes under a wrk scenario: py-spy samples it while wrk loads it.
 
 Writes the collapsed stacks to ``bench/results/profile-<name>.txt`` and returns a Markdown
 summary: self time by module and by function, and inclusive time by function.
@@ -77,8 +77,10 @@ def summarize(collapsed: str, top: int = 20) -> str:
     return "\n".join(lines)
 
 
-def profile(proc: Proc, out_dir: Path, seconds: float = 6.0) -> str:
-    """Sample ``proc`` with py-spy during a wrk S1 (32 conns) run; a Markdown summary."""
+def profile(
+    proc: Proc, out_dir: Path, scenario: str, body: str, connections: int, seconds: float = 6.0
+) -> str:
+    """Sample ``proc`` with py-spy during a wrk run of ``scenario``; a Markdown summary."""
     spy = py_spy()
     if spy is None:
         return f"({proc.name}: py-spy not found; `pip install py-spy` to profile)"
@@ -88,9 +90,9 @@ def profile(proc: Proc, out_dir: Path, seconds: float = 6.0) -> str:
     with subprocess.Popen(
         pinned(LOAD_CORE, argv), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     ) as spying:
-        result = wrk(proc.url, "small", 32, seconds + 1)
+        result = wrk(proc.url, body, connections, seconds + 1)
         _, err = spying.communicate(timeout=seconds + 30)
     if spying.returncode != 0 or not out.exists():
         return f"({proc.name}: py-spy failed: {err.decode(errors='replace')[-500:]})"
-    head = f"### {proc.name} (S1, 32 conns, {result.rps:,.0f} req/s while sampled)\n\n"
+    head = f"### {proc.name} ({scenario}, {result.rps:,.0f} req/s while sampled)\n\n"
     return head + summarize(out.read_text())

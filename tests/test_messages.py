@@ -77,7 +77,7 @@ def test_downstream_headers_keep_end_to_end() -> None:
             ("anthropic-ratelimit-requests-remaining", "9"),
         ]
     )
-    out = downstream_headers(upstream)
+    out = downstream_headers(upstream.items())
     assert dict(out) == {
         "Content-Type": "text/event-stream",
         "Request-Id": "req_1",

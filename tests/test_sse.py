@@ -80,6 +80,16 @@ def test_watcher_sees_usage_and_stop_whatever_the_chunking(size: int) -> None:
     assert watcher.usage == {"output_tokens": 42}
 
 
+def test_watcher_sees_markers_split_anywhere() -> None:
+    for cut in range(1, len(STREAM)):
+        for second in (cut + 1, cut + 5, cut + 17):
+            watcher = sse.StreamWatcher()
+            for piece in (STREAM[:cut], STREAM[cut:second], STREAM[second:]):
+                watcher.feed(piece)
+            assert watcher.stopped, (cut, second)
+            assert watcher.usage == {"output_tokens": 42}, (cut, second)
+
+
 def test_watcher_without_stop_is_not_stopped() -> None:
     watcher = sse.StreamWatcher()
     watcher.feed(STREAM[: STREAM.index(b"event: message_stop")])

@@ -111,7 +111,10 @@ def create_app(
 
     app = web.Application(client_max_size=MAX_REQUEST_BODY)
     app.cleanup_ctx.append(lifecycle)
-    app.router.add_route("*", "/v1/{tail:.*}", handle_api)  # first: it serves nearly every request
+    # Exact paths first: the router finds them by dict lookup, without a regex.
+    for hot in ("/v1/messages", "/v1/messages/count_tokens"):
+        app.router.add_route("*", hot, handle_api)
+    app.router.add_route("*", "/v1/{tail:.*}", handle_api)
     app.router.add_get("/health", admin.health)
     app.router.add_get("/accounts/stats", admin.accounts_stats)
     app.router.add_get("/metrics", admin.metrics)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from qcc.proxy import sse
 from qcc.proxy.admin import unauthorized
@@ -163,7 +164,8 @@ class Exchange:
             outcome = classify_status(upstream.status)
             if fails_over(outcome):
                 return await self._failed_status(member, upstream, outcome)
-            ctype = upstream.headers.get("content-type", "")
+            headers = downstream_headers(upstream.pairs)
+            ctype = headers.get("content-type", "")
             if outcome is Outcome.SUCCESS and ctype.startswith("text/event-stream"):
                 first = await self._first_events(member, upstream, deadline)
                 if isinstance(first, Failure):
@@ -171,13 +173,13 @@ class Exchange:
                 buffered, usage = first
                 ttfb = loop.time() - started
                 rt.pool.record_success(member, loop.time(), ttfb)
-                response = await self._relay_stream(member, upstream, buffered, usage)
+                response = await self._relay_stream(member, upstream, headers, buffered, usage)
                 return Done(member.name, response, upstream.status, ttfb, usage)
             if outcome is Outcome.SUCCESS:
                 rt.pool.record_success(member, loop.time(), ttfb)
             else:
                 rt.pool.record_client_error(member, loop.time(), ttfb)
-            body_response, usage = await self._relay_body(member, upstream)
+            body_response, usage = await self._relay_body(member, upstream, headers)
             return Done(member.name, body_response, upstream.status, ttfb, usage)
         except TimeoutError as exc:
             if isinstance(exc, ConnectTimeout):
@@ -259,14 +261,11 @@ class Exchange:
         self,
         member: Member,
         upstream: Response,
+        headers: CIMultiDict[str],
         buffered: bytes,
         usage: dict[str, int],
     ) -> web.StreamResponse:
-        response = _Relay(
-            status=upstream.status,
-            reason=upstream.reason,
-            headers=downstream_headers(upstream.headers),
-        )
+        response = _Relay(status=upstream.status, reason=upstream.reason, headers=headers)
         await response.prepare(self.request)
         watcher = sse.StreamWatcher()
         watcher.feed(buffered)
@@ -295,10 +294,9 @@ class Exchange:
         return response
 
     async def _relay_body(
-        self, member: Member, upstream: Response
+        self, member: Member, upstream: Response, headers: CIMultiDict[str]
     ) -> tuple[web.StreamResponse, dict[str, int]]:
-        headers = downstream_headers(upstream.headers)
-        tail = sse.BodyTail(upstream.headers.get("content-encoding", "identity").lower())
+        tail = sse.BodyTail(headers.get("content-encoding", "identity").lower())
         if upstream.status >= 300:
             tail.readable = False
         first = upstream.ready()
@@ -393,7 +391,8 @@ class Exchange:
         get = usage.get
         self.rt.access(
             f"rid={self.rid} cluster={self.rt.pool.cluster.name} method={self.request.method} "
-            f"path={self.request.rel_url.raw_path} account={account or '-'} status={status} "
+            f"path={self.request.raw_path.partition('?')[0]} account={account or '-'} "
+            f"status={status} "
             f"failed_over={attempts} ttfb_ms={first} duration_ms={duration * 1000:.1f} "
             f"stream={self.stream} in={get('input_tokens', 0)} out={get('output_tokens', 0)} "
             f"cache_read={get('cache_read_input_tokens', 0)} "

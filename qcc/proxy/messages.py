@@ -82,14 +82,19 @@ def upstream_headers(
     return out
 
 
-def downstream_headers(upstream: Mapping[str, str]) -> CIMultiDict[str]:
-    also_drop = _connection_tokens(upstream)
+def downstream_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """An account's end-to-end response headers, from its (name, value) pairs."""
     out: CIMultiDict[str] = CIMultiDict()
-    for name, value in upstream.items():
+    also_drop: frozenset[str] = frozenset()
+    for name, value in upstream:
         lower = name.lower()
-        if lower in RESPONSE_DROP or lower in also_drop:
+        if lower in RESPONSE_DROP:
+            if lower == "connection":
+                also_drop = _connection_tokens({"connection": value})
             continue
         out.add(name, value)
+    for name in also_drop:
+        out.popall(name, None)
     return out
 
 

@@ -13,10 +13,14 @@ import re
 import zlib
 from typing import Any
 
-_USAGE_RE = re.compile(
-    rb'"(input_tokens|output_tokens|cache_read_input_tokens|cache_creation_input_tokens)"'
-    rb"\s*:\s*(\d+)"
+USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
 )
+_QUOTED_KEYS = tuple((f'"{key}"'.encode(), key) for key in USAGE_KEYS)
+_NUMBER_RE = re.compile(rb"\s*:\s*(\d+)")
 _MARK = 16  # longest marker we look for, so a marker split across two chunks is still seen
 
 
@@ -68,8 +72,13 @@ def usage_numbers(blob: bytes) -> dict[str, int]:
         return {}
     usage: dict[str, int] = {}
     # The usage object is small, but may nest (cache_creation, server_tool_use): a bounded window.
-    for m in _USAGE_RE.finditer(blob, at, at + 1024):
-        usage[m.group(1).decode()] = int(m.group(2))
+    # One find per key beats one regex over the window (the quotes keep "input_tokens" from
+    # matching inside "cache_read_input_tokens").
+    end = at + 1024
+    for quoted, key in _QUOTED_KEYS:
+        found = blob.find(quoted, at, end)
+        if found != -1 and (m := _NUMBER_RE.match(blob, found + len(quoted))) is not None:
+            usage[key] = int(m.group(1))
     return usage
 
 
@@ -80,42 +89,56 @@ def error_event(kind: str, message: str) -> bytes:
 
 
 class StreamWatcher:
-    """Watches a committed stream's chunks for ``message_delta`` usage and ``message_stop``."""
+    """Watches a committed stream's chunks for ``message_delta`` usage and ``message_stop``.
+
+    One ``find`` per chunk for ``message_`` (the prefix of both), plus a look at the 32 bytes
+    around each chunk boundary so a marker split in two is still seen.
+    """
 
     __slots__ = ("_capture", "_carry", "stopped", "usage")
 
     def __init__(self) -> None:
         self._carry = b""
-        self._capture: bytearray | None = None
+        self._capture: bytes | None = None
         self.stopped = False
         self.usage: dict[str, int] = {}
 
     def feed(self, chunk: bytes) -> None:
         carry = self._carry
-        # Where a marker may straddle the previous chunk and this one (at most 2 x 16 bytes).
-        joint = carry + chunk[:_MARK] if carry else b""
+        self._carry = chunk[-_MARK:] if len(chunk) >= _MARK else (carry + chunk)[-_MARK:]
         if self._capture is not None:
             self._capture += chunk
             self._finish_capture()
-        elif b"message_delta" in chunk or b"message_delta" in joint:
-            at = chunk.find(b"message_delta")
-            self._capture = bytearray(chunk[at:] if at != -1 else joint + chunk[_MARK:])
-            self._finish_capture()
-        elif b"message_stop" in chunk or b"message_stop" in joint:
-            self.stopped = True
-        self._carry = chunk[-_MARK:] if len(chunk) >= _MARK else (carry + chunk)[-_MARK:]
+            return
+        if carry:
+            joint = carry + chunk[:_MARK]
+            if b"message_delta" in joint:
+                self._capture = joint[joint.find(b"message_delta") :] + chunk[_MARK:]
+                self._finish_capture()
+                return
+            if b"message_stop" in joint:
+                self.stopped = True
+        at = chunk.find(b"message_")
+        while at != -1:
+            if chunk.startswith(b"delta", at + 8):
+                self._capture = chunk[at:]
+                self._finish_capture()
+                return
+            if chunk.startswith(b"stop", at + 8):
+                self.stopped = True
+            at = chunk.find(b"message_", at + 8)
 
     def _finish_capture(self) -> None:
-        assert self._capture is not None
-        data_end = self._capture.find(b"\n\n")
+        capture = self._capture
+        assert capture is not None
+        data_end = capture.find(b"\n\n")
         if data_end == -1:
-            if len(self._capture) > 65536:  # not an event we understand; stop looking
+            if len(capture) > 65536:  # not an event we understand; stop looking
                 self._capture = None
             return
-        self.usage.update(usage_numbers(bytes(self._capture[:data_end])))
-        rest = bytes(self._capture[data_end:])
+        self.usage.update(usage_numbers(capture[:data_end]))
         self._capture = None
-        if b"message_stop" in rest:
+        if b"message_stop" in capture[data_end:]:
             self.stopped = True
 
 

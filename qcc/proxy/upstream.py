@@ -298,17 +298,25 @@ class Connection(asyncio.Protocol):
 class Response:
     """The head of an account's answer, and its body as it arrives."""
 
-    __slots__ = ("_conn", "_released", "headers", "reason", "status")
+    __slots__ = ("_conn", "_headers", "_released", "pairs", "reason", "status")
 
     def __init__(self, conn: Connection, status: int) -> None:
         self.status = status
         self.reason = conn.reason.decode("latin-1")
-        headers: CIMultiDict[str] = CIMultiDict()
-        for name, value in conn.headers:
-            headers.add(name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-        self.headers = headers
+        self.pairs = [
+            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+            for name, value in conn.headers
+        ]
+        self._headers: CIMultiDict[str] | None = None
         self._conn = conn
         self._released = False
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """Every response header (built on first use; the relay works from :attr:`pairs`)."""
+        if self._headers is None:
+            self._headers = CIMultiDict(self.pairs)
+        return self._headers
 
     @property
     def content_length(self) -> int | None:
