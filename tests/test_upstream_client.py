@@ -183,10 +183,10 @@ def test_chunked_body_is_decoded_as_it_arrives(run: Run) -> None:
             response = await send(client, url)
             deadline = client.loop.time() + 2
             assert await response.read(deadline) == b"hello"  # before the rest exists
-            assert not response.at_eof
+            assert not response.at_eof()
             assert await response.read(deadline) == b" world"
             assert await response.read(deadline) == b""
-            assert response.at_eof
+            assert response.at_eof()
             response.release()
             again = await send(client, url)
             assert await read_all(again) == b'{"n":2}'

@@ -46,9 +46,12 @@ class ClientGone(Exception):
         self.response = response
 
 
-async def _write(response: web.StreamResponse, chunk: bytes) -> None:
+async def _write(response: web.StreamResponse, chunk: bytes, *, eof: bool = False) -> None:
     try:
-        await response.write(chunk)
+        if eof:
+            await response.write_eof(chunk)
+        else:
+            await response.write(chunk)
     except ConnectionResetError:
         raise ClientGone(response) from None
 
@@ -193,7 +196,7 @@ class Exchange:
         finally:
             rt.pool.end(member)
             if upstream is not None:
-                upstream.release() if upstream.at_eof else upstream.close()
+                upstream.release() if upstream.at_eof() else upstream.close()
 
     def _fail(
         self,
@@ -268,19 +271,27 @@ class Exchange:
         response = _Relay(status=upstream.status, reason=upstream.reason, headers=headers)
         await response.prepare(self.request)
         watcher = sse.StreamWatcher()
-        watcher.feed(buffered)
-        await _write(response, buffered)
         idle = self.rt.config.timeouts.stream_idle
         loop = asyncio.get_running_loop()
         ended_by = ""
+        # Whatever has arrived goes out in one write; the head goes with the first one and the
+        # end of the body with the last (a short stream can be a single send).
+        chunk = buffered + upstream.ready()
         try:
-            while chunk := await upstream.read(loop.time() + idle):
+            while True:
                 watcher.feed(chunk)
+                if upstream.at_eof():
+                    break
                 await _write(response, chunk)
+                chunk = await upstream.read(loop.time() + idle)
+                if not chunk:
+                    break
         except TimeoutError:
             ended_by = f"account {member.name} went silent mid-stream"
+            chunk = b""
         except _NETWORK_ERRORS as exc:
             ended_by = f"account {member.name} dropped the stream ({_describe(exc)})"
+            chunk = b""
         if not ended_by and not watcher.stopped:
             ended_by = f"account {member.name} ended the stream before message_stop"
         usage.update(watcher.usage)
@@ -289,8 +300,8 @@ class Exchange:
             now = loop.time()
             self.rt.pool.record_failure(member, Outcome.STREAM_ERROR, ended_by, now, time.time())
             log.warning("%s after the response was committed; ending it with an error", ended_by)
-            await _write(response, sse.error_event("api_error", f"qcc: {ended_by}"))
-        await response.write_eof()
+            chunk += sse.error_event("api_error", f"qcc: {ended_by}")
+        await _write(response, chunk, eof=True)
         return response
 
     async def _relay_body(
@@ -300,7 +311,7 @@ class Exchange:
         if upstream.status >= 300:
             tail.readable = False
         first = upstream.ready()
-        if upstream.at_eof:
+        if upstream.at_eof():
             # The whole body came with the head (the usual small answer): aiohttp sends the
             # head and body in one write once the handler returns it.
             tail.feed(first)
@@ -317,12 +328,14 @@ class Exchange:
         await response.prepare(self.request)
         idle = self.rt.config.timeouts.first_byte
         loop = asyncio.get_running_loop()
+        chunk = first
         try:
-            chunk = first
             while True:
+                tail.feed(chunk)
+                if upstream.at_eof():
+                    break  # the last bytes go out with the end of the body
                 if chunk:
                     await _write(response, chunk)
-                    tail.feed(chunk)
                 chunk = await upstream.read(loop.time() + idle)
                 if not chunk:
                     break
@@ -333,7 +346,7 @@ class Exchange:
             log.warning("%s after it was committed", reason)
             response.force_close()
             return response, {}
-        await response.write_eof()
+        await _write(response, chunk, eof=True)
         usage = tail.usage()
         member.stats.usage.add(usage)
         return response, usage

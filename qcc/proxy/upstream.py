@@ -323,8 +323,8 @@ class Response:
         value = self.headers.get("content-length")
         return int(value) if value is not None and value.isdigit() else None
 
-    @property
     def at_eof(self) -> bool:
+        """The whole body has arrived and been read."""
         conn = self._conn
         return conn.complete and not conn.pieces
 
