@@ -299,8 +299,13 @@ def test_truncated_body_yields_what_arrived_then_fails(run: Run) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "error"),
-    [(b"", Disconnected), (b"SMTP ready\r\n\r\n", BadResponse), (b"HTTP/1.1 200", Disconnected)],
-    ids=["closed", "not-http", "half-a-head"],
+    [
+        (b"", Disconnected),
+        (b"SMTP ready\r\n\r\n", BadResponse),
+        (b"HTTP/1.1 200", Disconnected),
+        (b"HTTP/1.1 200 OK\r\n" + b"x-pad: %s\r\n" % (b"y" * 1000) * 70, BadResponse),
+    ],
+    ids=["closed", "not-http", "half-a-head", "endless-head"],
 )
 def test_no_valid_head(run: Run, answer: bytes, error: type[Exception]) -> None:
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Served) -> None:

@@ -28,7 +28,7 @@ import httptools
 from multidict import CIMultiDict
 
 HIGH_WATER = 1 << 20  # unread response bytes held before the socket is paused
-LOW_WATER = HIGH_WATER // 4
+MAX_HEAD = 64 * 1024  # a response head larger than this is refused (a relay gone wrong)
 
 
 class UpstreamError(Exception):
@@ -135,6 +135,7 @@ class Connection(asyncio.Protocol):
         self.reusable = False
         self.error: BaseException | None = None
         self.headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
         self.reason = b""
         self.pieces: list[bytes] = []
         self.size = 0
@@ -155,9 +156,7 @@ class Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(BadResponse())
-        except httptools.HttpParserError:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade, BadResponse):
             self._fail(BadResponse())
 
     def eof_received(self) -> bool:
@@ -183,14 +182,22 @@ class Connection(asyncio.Protocol):
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
+        self._count_head(len(reason))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        self._count_head(len(name) + len(value))
+
+    def _count_head(self, size: int) -> None:
+        self.head_size += size
+        if self.head_size > MAX_HEAD:
+            raise BadResponse()  # surfaces from feed_data as a callback error
 
     def on_headers_complete(self) -> None:
         if self._parser.get_status_code() < 200:
             self.headers = []  # 1xx: an interim answer; the real head follows
             self.reason = b""
+            self.head_size = 0
             return
         self.head_done = True
         if self.head_only:
