@@ -49,6 +49,8 @@ def test_upstream_headers_replace_credentials_and_drop_hop_by_hop() -> None:
             ("Authorization", "Bearer client"),
             ("Connection", "keep-alive, X-Custom-Hop"),
             ("X-Custom-Hop", "1"),
+            ("Connection", "X-Second-Hop"),
+            ("X-Second-Hop", "2"),
             ("Anthropic-Beta", "a"),
             ("Anthropic-Beta", "b"),
             ("Accept-Encoding", "gzip"),
@@ -60,6 +62,7 @@ def test_upstream_headers_replace_credentials_and_drop_hop_by_hop() -> None:
     assert out.getall("anthropic-beta") == ["a", "b"]
     assert out["authorization"] == "Bearer acct"
     assert "x-api-key" not in out and "host" not in out and "x-custom-hop" not in out
+    assert "x-second-hop" not in out  # every Connection header counts, not just the first
     assert "content-length" not in out and "transfer-encoding" not in out
     assert out["accept-encoding"] == "gzip"
     streaming = _lines(upstream_headers(client, ("x-api-key", "acct"), identity=True))
@@ -74,6 +77,10 @@ def test_downstream_headers_keep_end_to_end() -> None:
             ("Request-Id", "req_1"),
             ("Transfer-Encoding", "chunked"),
             ("Keep-Alive", "timeout=5"),
+            ("Connection", "keep-alive, X-Hop-One"),
+            ("X-Hop-One", "1"),
+            ("Connection", "X-Hop-Two"),
+            ("X-Hop-Two", "2"),
             ("anthropic-ratelimit-requests-remaining", "9"),
         ]
     )

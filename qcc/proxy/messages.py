@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus those recomputed for the new connection.
 HOP_BY_HOP = frozenset(
@@ -50,15 +50,13 @@ def wants_stream(body: bytes) -> bool:
     return False
 
 
-def _connection_tokens(headers: Mapping[str, str]) -> frozenset[str]:
-    value = headers.get("connection")
-    if not value:
-        return frozenset()
-    return frozenset(token.strip().lower() for token in value.split(","))
+def _connection_tokens(values: Iterable[str]) -> frozenset[str]:
+    """The header names listed by every ``Connection`` header (hop-by-hop, RFC 9110 §7.6.1)."""
+    return frozenset(token.strip().lower() for value in values for token in value.split(","))
 
 
 def upstream_headers(
-    client: Mapping[str, str],
+    client: MultiMapping[str],
     credential: tuple[str, str],
     *,
     identity: bool,
@@ -67,7 +65,7 @@ def upstream_headers(
 
     ``identity``: ask the account for an uncompressed body (streams, which the proxy reads).
     """
-    also_drop = _connection_tokens(client)
+    also_drop = _connection_tokens(client.getall("connection", ()))
     out: list[str] = []
     for name, value in client.items():
         lower = name.lower()
@@ -85,15 +83,15 @@ def upstream_headers(
 def downstream_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
     """An account's end-to-end response headers, from its (name, value) pairs."""
     out: CIMultiDict[str] = CIMultiDict()
-    also_drop: frozenset[str] = frozenset()
+    connection: list[str] = []
     for name, value in upstream:
         lower = name.lower()
         if lower in RESPONSE_DROP:
             if lower == "connection":
-                also_drop = _connection_tokens({"connection": value})
+                connection.append(value)
             continue
         out.add(name, value)
-    for name in also_drop:
+    for name in _connection_tokens(connection):
         out.popall(name, None)
     return out
 
