@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -41,7 +42,9 @@ class LineHandler(logging.Handler):
         self.stream = stream
         self._file: TextIO | None = None
         self._size = 0
-        self._buffer: list[str] = []
+        # Appended to by any thread, drained by flush(): deque's append and popleft are atomic,
+        # so a line added while a flush is under way waits for the next one, never lost.
+        self._buffer: deque[str] = deque()
         self._second = -1
         self._stamp = ""
         self._stop = threading.Event()
@@ -72,7 +75,7 @@ class LineHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
-        self._buffer.append(line)  # list.append is atomic; the flusher swaps the list
+        self._buffer.append(line)
         if record.levelno >= logging.WARNING or len(self._buffer) >= 256:
             self.flush()
 
@@ -85,10 +88,10 @@ class LineHandler(logging.Handler):
 
     def flush(self) -> None:
         with self.lock if self.lock else contextlib.nullcontext():
-            if not self._buffer:
+            buffer = self._buffer
+            if not buffer:
                 return
-            lines, self._buffer = self._buffer, []
-            text = "".join(lines)
+            text = "".join([buffer.popleft() for _ in range(len(buffer))])
             if self.stream is not None:
                 with contextlib.suppress(OSError, ValueError):
                     self.stream.write(text)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,29 @@ def test_flusher_thread_writes_without_more_records(tmp_path: Path) -> None:
     finally:
         logger.removeHandler(handler)
         handler.close()
+
+
+def test_no_line_is_lost_to_a_concurrent_flush() -> None:
+    """The event loop appends while the flusher thread drains: every line must come out once."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to hit the window
+    stream = io.StringIO()
+    handler = logs.LineHandler(None, stream)
+    stop = threading.Event()
+
+    def flush_constantly() -> None:
+        while not stop.is_set():
+            handler.flush()
+
+    flusher = threading.Thread(target=flush_constantly)
+    flusher.start()
+    try:
+        for i in range(30_000):
+            handler.line("qcc.access", f"n={i}")
+    finally:
+        stop.set()
+        flusher.join()
+        sys.setswitchinterval(previous)
+        handler.close()
+    lines = stream.getvalue().splitlines()
+    assert [line.rsplit("=", 1)[1] for line in lines] == [str(i) for i in range(30_000)]
