@@ -45,8 +45,7 @@ class LineHandler(logging.Handler):
         # Appended to by any thread, drained by flush(): deque's append and popleft are atomic,
         # so a line added while a flush is under way waits for the next one, never lost.
         self._buffer: deque[str] = deque()
-        self._second = -1
-        self._stamp = ""
+        self._stamp = (-1, "")  # (second, its formatted time): one tuple, so threads agree
         self._stop = threading.Event()
         if path is not None:
             self._open()
@@ -61,10 +60,11 @@ class LineHandler(logging.Handler):
 
     def _timestamp(self, created: float) -> str:
         second = int(created)
-        if second != self._second:
-            self._second = second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._stamp},{int((created - second) * 1000):03d}"
+        cached, stamp = self._stamp
+        if second != cached:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._stamp = (second, stamp)
+        return f"{stamp},{int((created - second) * 1000):03d}"
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
