@@ -142,6 +142,18 @@ async def read_all(response: Response, within: float = 2.0) -> bytes:
     return out
 
 
+async def fetch_twice(url: str) -> list[bytes]:
+    """Two requests one after the other through one client (a second connection if needed)."""
+    client = UpstreamClient()
+    bodies = []
+    for _ in range(2):
+        response = await send(client, url)
+        bodies.append(await read_all(response))
+        response.release()
+    client.close()
+    return bodies
+
+
 # ---- framing and keep-alive ----------------------------------------------------------------
 
 
@@ -211,12 +223,7 @@ def test_body_delimited_by_close_completes_and_is_not_reused(run: Run, answer: b
 
     async def scenario() -> None:
         async with raw_server(handler) as (url, served):
-            client = UpstreamClient()
-            for _ in range(2):
-                response = await send(client, url)
-                assert await read_all(response) == b"until the end"
-                response.release()
-            client.close()
+            assert await fetch_twice(url) == [b"until the end"] * 2
         assert served.connections == 2
 
     run(scenario)
@@ -265,12 +272,7 @@ def test_bytes_after_the_response_spoil_the_connection(run: Run) -> None:
 
     async def scenario() -> None:
         async with raw_server(handler) as (url, served):
-            client = UpstreamClient()
-            for _ in range(2):
-                response = await send(client, url)
-                assert await read_all(response) == b"{}"
-                response.release()
-            client.close()
+            assert await fetch_twice(url) == [b"{}"] * 2
         assert served.connections == 2
 
     run(scenario)
