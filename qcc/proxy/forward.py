@@ -467,14 +467,19 @@ class Exchange:
         else:
             status, kind = 503, "api_error"
         cluster = rt.pool.cluster.name
+        out = rt.pool.unavailable_reasons(now)
         if not failures:
-            why = "; ".join(rt.pool.unavailable_reasons(now))
+            why = "; ".join(f"{name}: {text}" for name, text in out.items())
             message = (
                 f"qcc: no account of cluster '{cluster}' can serve right now "
                 f"({total} configured, {rt.pool.usable_count(now)} available: {why})"
             )
         else:
-            why = "; ".join(f"{f.account}: {f.reason}" for f in failures)
+            tried = {f.account for f in failures}
+            why = "; ".join(
+                [f"{f.account}: {f.reason}" for f in failures]
+                + [f"{name}: {text}, not tried" for name, text in out.items() if name not in tried]
+            )
             message = f"qcc: all {len(failures)} accounts tried failed ({why})"
             if len(failures) < total:
                 message = f"qcc: {len(failures)} of {total} accounts tried, all failed ({why})"

@@ -242,15 +242,13 @@ class AccountPool:
             1 for m in self.members.values() if m.header is not None and m.health.usable(now)
         )
 
-    def unavailable_reasons(self, now: float) -> list[str]:
-        """Why each account cannot serve now, in qcc's words: ``"main: auth_failed (why)"``."""
-        reasons = []
-        for m in self.members.values():
-            if m.header is not None and m.health.usable(now):
-                continue
-            health = m.health
-            reasons.append(f"{m.name}: {health.state} ({scrub(health.reason, m.secrets())})")
-        return reasons
+    def unavailable_reasons(self, now: float) -> dict[str, str]:
+        """Why each account that cannot serve now cannot, in qcc's words: ``"auth_failed (why)"``."""
+        return {
+            m.name: f"{m.health.state} ({scrub(m.health.reason, m.secrets())})"
+            for m in self.members.values()
+            if m.header is None or not m.health.usable(now)
+        }
 
     def soonest_recovery(self, now: float) -> float | None:
         """Monotonic time at which some account will be usable again by itself, if any."""
