@@ -245,9 +245,7 @@ async def test_echoed_key_appears_nowhere(
     make: MakeHarness, caplog: pytest.LogCaptureFixture, stream: bool
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    h = await make(
-        "a", "b", behaviors={"a": Behavior(mode="status", status=401, echo_key=True)}
-    )
+    h = await make("a", "b", behaviors={"a": Behavior(mode="status", status=401, echo_key=True)})
     h.upstreams["b"].behavior = Behavior(mode="status", status=500, echo_key=True)
     resp = await h.client.post(
         "/v1/messages", json=BODY | {"stream": stream}, headers={"x-api-key": CLIENT_KEY}

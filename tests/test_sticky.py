@@ -58,9 +58,7 @@ OLD_FORM_WITH_ACCOUNT = (
         ),
         pytest.param({}, body(None), None, id="no metadata"),
         pytest.param({}, body("someone"), "someone", id="plain user_id is the key"),
-        pytest.param(
-            {}, body("user-42@example.com"), "user-42@example.com", id="sdk end-user id"
-        ),
+        pytest.param({}, body("user-42@example.com"), "user-42@example.com", id="sdk end-user id"),
         pytest.param(
             {"x-claude-code-session-id": "hdr"}, body("someone"), "hdr", id="header over user_id"
         ),

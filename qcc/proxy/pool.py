@@ -243,7 +243,7 @@ class AccountPool:
         )
 
     def unavailable_reasons(self, now: float) -> dict[str, str]:
-        """Why each account that cannot serve now cannot, in qcc's words: ``"auth_failed (why)"``."""
+        """Why each account that cannot serve now cannot: ``{"main": "auth_failed (why)"}``."""
         return {
             m.name: f"{m.health.state} ({scrub(m.health.reason, m.secrets())})"
             for m in self.members.values()
