@@ -265,3 +265,12 @@ async def test_echoed_client_error_passes_through_unchanged(make: MakeHarness) -
     body = json.loads(await resp.read())
     assert resp.status == 400
     assert body["error"]["message"] == f"invalid x-api-key: {SECRET}-a"  # byte-identical relay
+
+
+async def test_no_account_message_never_names_x_api_key(make: MakeHarness) -> None:
+    h = await make("main")
+    loop = asyncio.get_running_loop()
+    h.member("main").health.record_auth_failure(loop.time(), "probe: HTTP 401 invalid x-api-key")
+    resp = await h.client.post("/v1/messages", json=BODY)
+    message = (await resp.json())["error"]["message"]
+    assert resp.status == 503 and "main: auth_failed (probe: HTTP 401 invalid API key)" in message

@@ -26,9 +26,9 @@ from multidict import CIMultiDict
 
 from qcc.proxy import sse
 from qcc.proxy.admin import unauthorized
+from qcc.proxy.failed import Failure, all_failed
 from qcc.proxy.messages import (
     downstream_headers,
-    error_body,
     rename_model,
     upstream_headers,
     wants_stream,
@@ -51,7 +51,6 @@ _STREAM_ERRORS = {
     "permission_error": Outcome.AUTH_FAILED,
 }
 _ERROR_KIND = re.compile(r"[a-z_]{1,40}")
-_KEY_WORD = re.compile(r"x-api-key", re.IGNORECASE)
 
 
 class ClientGone(Exception):
@@ -80,16 +79,6 @@ class _Relay(web.StreamResponse):
     """
 
     _send_headers_immediately = False
-
-
-@dataclass(slots=True)
-class Failure:
-    """One attempt that failed over."""
-
-    account: str
-    outcome: Outcome
-    reason: str
-    status: int | None = None
 
 
 @dataclass(slots=True)
@@ -155,7 +144,7 @@ class Exchange:
         duration = loop.time() - started
         if result is None:
             self.usage = {}  # a failed attempt's usage is not this request's
-            response = await self.all_failed(budget_exhausted)
+            response = all_failed(pool, self.failures, loop.time(), budget_exhausted)
             self.log(None, response.status, "failed", duration)
             return response
         self.log(result.account, result.status, result.outcome, duration)
@@ -446,54 +435,7 @@ class Exchange:
         self.settle(member, tail.usage())
         return response, False
 
-    # ---- when nothing worked -------------------------------------------------------------
-
-    async def all_failed(self, budget_exhausted: bool) -> web.Response:
-        rt = self.rt
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        failures = self.failures
-        total = len(rt.pool.members)
-        headers: dict[str, str] = {}
-        recovery = rt.pool.soonest_recovery(now)
-        if recovery is not None and recovery > now:
-            headers["retry-after"] = str(max(1, round(recovery - now)))
-        headers["x-should-retry"] = "false" if recovery is None else "true"
-        outcomes = {f.outcome for f in failures}
-        if failures and outcomes == {Outcome.RATE_LIMITED}:
-            status, kind = 429, "rate_limit_error"
-        elif Outcome.OVERLOADED in outcomes and Outcome.AUTH_FAILED not in outcomes:
-            status, kind = 529, "overloaded_error"
-        else:
-            status, kind = 503, "api_error"
-        cluster = rt.pool.cluster.name
-        out = rt.pool.unavailable_reasons(now)
-        if not failures:
-            why = "; ".join(f"{name}: {text}" for name, text in out.items())
-            message = (
-                f"qcc: no account of cluster '{cluster}' can serve right now "
-                f"({total} configured, {rt.pool.usable_count(now)} available: {why})"
-            )
-        else:
-            tried = {f.account for f in failures}
-            why = "; ".join(
-                [f"{f.account}: {f.reason}" for f in failures]
-                + [f"{name}: {text}, not tried" for name, text in out.items() if name not in tried]
-            )
-            message = f"qcc: all {len(failures)} accounts tried failed ({why})"
-            if len(failures) < total:
-                message = f"qcc: {len(failures)} of {total} accounts tried, all failed ({why})"
-            if budget_exhausted:
-                message += "; retry budget exhausted, so no further account was tried"
-        # qcc's words only: Claude Code takes any error naming x-api-key for "Not logged in".
-        message = _KEY_WORD.sub("API key", message)
-        return web.Response(
-            status=status,
-            reason="Overloaded" if status == 529 else None,
-            body=error_body(kind, message),
-            content_type="application/json",
-            headers=headers,
-        )
+    # ---- the access line ----------------------------------------------------------------
 
     def log(self, account: str | None, status: int, outcome: str, duration: float) -> None:
         """The request's one access line. ``ttfb_ms`` counts from the client's request (failed
