@@ -274,3 +274,17 @@ async def test_no_account_message_never_names_x_api_key(make: MakeHarness) -> No
     resp = await h.client.post("/v1/messages", json=BODY)
     message = (await resp.json())["error"]["message"]
     assert resp.status == 503 and "main: auth_failed (probe: HTTP 401 invalid API key)" in message
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the SDK on the model's name
+async def test_sdk_stream_survives_an_overload_after_message_start(make: MakeHarness) -> None:
+    anthropic = pytest.importorskip("anthropic")
+    h = await make("a", "b", behaviors={"a": Behavior(mode="error_after_start")})
+    sdk = anthropic.AsyncAnthropic(
+        base_url=str(h.client.make_url("")), api_key=CLIENT_KEY, max_retries=0
+    )
+    async with sdk.messages.stream(**BODY) as stream:
+        message = await stream.get_final_message()
+    await sdk.close()
+    assert message.id == "msg_b" and message.content[0].text == "Hello from a fake account."
+    assert message.usage.input_tokens == 12 and message.usage.output_tokens == 7
