@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
+import time
 from typing import Any
 
 import aiohttp
@@ -288,3 +290,27 @@ async def test_sdk_stream_survives_an_overload_after_message_start(make: MakeHar
     await sdk.close()
     assert message.id == "msg_b" and message.content[0].text == "Hello from a fake account."
     assert message.usage.input_tokens == 12 and message.usage.output_tokens == 7
+
+
+async def test_client_leaving_after_the_deadline_counts_the_timeout(
+    make: MakeHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The client gives up when the attempt is already overdue, before qcc's timer has fired:
+    the timeout still counts against the account."""
+    caplog.set_level(logging.INFO)
+    h = await make("a", extra=FAST, behaviors={"a": Behavior(delay=5)})
+    payload = json.dumps(BODY).encode()
+    sock = socket.create_connection(("127.0.0.1", h.client.port))
+    sock.sendall(
+        b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
+    )
+    await wait_for(lambda: h.upstreams["a"].requests)
+    time.sleep(0.55)  # noqa: ASYNC251 -- the loop is blocked past first_byte (0.5 s) on purpose
+    sock.close()  # ...and the client gives up, seen in the same loop turn as the timer
+    await wait_for(lambda: access_lines(caplog))
+    (line,) = access_lines(caplog)
+    assert field(line, "status") == "499"
+    member = h.member("a")
+    assert member.stats.failures == 1 and member.stats.outcomes["timeout"] == 1
+    assert "client gave up" in (member.stats.last_error or "")
