@@ -29,7 +29,15 @@ ERROR_TYPES = {
 
 @dataclass
 class Behavior:
-    """How to answer. ``mode``: ok | status | hang | reset | error_event | die_after."""
+    """How to answer. ``mode``:
+
+    ok | status | hang | reset | error_event (an ``event: error`` first) |
+    error_after_start (``message_start``, ``ping``, then an ``event: error``) |
+    reset_after_start (``message_start``, ``ping``, then the connection drops) |
+    die_after (``die_after`` deltas, then the connection drops) |
+    stall_after (``die_after`` deltas, then silence) |
+    cut_body (a plain answer whose body breaks off half-way; ``chunked`` without a length).
+    """
 
     mode: str = "ok"
     status: int = 200
@@ -40,6 +48,8 @@ class Behavior:
     die_after: int = 2  # with mode die_after: deltas sent before the connection drops
     fail_rate: float = 0.0  # chance that a request gets 529 instead (for the demo)
     compress: bool = False  # gzip JSON bodies when the client accepts it
+    chunked: bool = False  # with mode cut_body: no Content-Length, chunked framing
+    echo_key: bool = False  # error bodies quote the key received ("invalid x-api-key: sk-…")
     text: str = "Hello from a fake account."
     usage: dict[str, int] = field(
         default_factory=lambda: {
@@ -90,7 +100,8 @@ class FakeUpstream:
             if b.fail_rate and self.rng.random() < b.fail_rate:
                 status = 529
             if status != 200:
-                return self.error(status, b.headers)
+                key = request.headers.get("x-api-key", "") if b.echo_key else None
+                return self.error(status, b.headers, key)
             if request.path == "/v1/models":
                 return web.json_response({"data": [{"id": "claude-haiku-4-5", "type": "model"}]})
             if request.path == "/v1/messages/count_tokens":
@@ -100,6 +111,8 @@ class FakeUpstream:
             payload = json.loads(body or b"{}")
             if payload.get("stream"):
                 return await self.stream(request, payload)
+            if b.mode == "cut_body":
+                return await self.cut_body(request, payload)
             self.completed += 1
             response = web.json_response(self.message(payload), headers=b.headers)
             if b.compress:
@@ -109,10 +122,23 @@ class FakeUpstream:
             self.disconnects += 1
             raise
 
-    def error(self, status: int, headers: dict[str, str]) -> web.Response:
+    def error(self, status: int, headers: dict[str, str], key: str | None = None) -> web.Response:
         kind = ERROR_TYPES.get(status, "api_error")
-        body = {"type": "error", "error": {"type": kind, "message": f"{self.name}: {kind}"}}
+        message = f"{self.name}: {kind}" if key is None else f"invalid x-api-key: {key}"
+        body = {"type": "error", "error": {"type": kind, "message": message}}
         return web.json_response(body, status=status, headers=headers)
+
+    async def cut_body(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
+        body = json.dumps(self.message(payload)).encode()
+        response = web.StreamResponse(headers={"content-type": "application/json"})
+        if not self.behavior.chunked:
+            response.content_length = len(body)
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        await asyncio.sleep(0.01)  # let the half reach the proxy before the connection drops
+        assert request.transport is not None
+        request.transport.abort()
+        return response
 
     def message(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -190,10 +216,22 @@ class FakeUpstream:
         deltas = 0
         for name, data in self.events(payload):
             if name == "content_block_delta":
-                if b.mode == "die_after" and deltas >= b.die_after:
+                if b.mode == "error_after_start":
+                    error = {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    }
+                    await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+                    return response
+                if b.mode == "reset_after_start" or (
+                    b.mode == "die_after" and deltas >= b.die_after
+                ):
+                    await asyncio.sleep(0.01)  # what was written reaches the proxy first
                     assert request.transport is not None
                     request.transport.abort()
                     return response
+                if b.mode == "stall_after" and deltas >= b.die_after:
+                    await asyncio.sleep(3600)
                 deltas += 1
             await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
             if b.interval:

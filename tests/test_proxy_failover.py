@@ -100,7 +100,8 @@ async def test_stream_dying_after_commit_ends_with_error_event(make: MakeHarness
 
 
 async def test_stream_going_silent_after_commit_ends_with_error(make: MakeHarness) -> None:
-    h = await make("a", "b", extra=FAST, behaviors={"a": Behavior(interval=2.0, deltas=3)})
+    stall = Behavior(mode="stall_after", die_after=1, deltas=3)
+    h = await make("a", "b", extra=FAST, behaviors={"a": stall})
     resp = await h.client.post("/v1/messages", json=BODY | {"stream": True})
     assert resp.status == 200
     text = await resp.text()

@@ -57,8 +57,18 @@ OLD_FORM_WITH_ACCOUNT = (
             {"x-claude-code-session-id": "  "}, body(OLD_FORM), SESSION, id="blank header"
         ),
         pytest.param({}, body(None), None, id="no metadata"),
-        pytest.param({}, body("someone"), None, id="user_id without session"),
-        pytest.param({}, body(f"user_{DEVICE}_account__session_"), None, id="empty session"),
+        pytest.param({}, body("someone"), "someone", id="plain user_id is the key"),
+        pytest.param({}, body("user-42@example.com"), "user-42@example.com", id="sdk end-user id"),
+        pytest.param(
+            {"x-claude-code-session-id": "hdr"}, body("someone"), "hdr", id="header over user_id"
+        ),
+        pytest.param(
+            {},
+            body(f"user_{DEVICE}_account__session_"),
+            f"user_{DEVICE}_account__session_",
+            id="empty session: the whole user_id",
+        ),
+        pytest.param({}, body(""), None, id="empty user_id"),
         pytest.param({}, b"", None, id="empty body"),
         pytest.param({}, b"not json at all", None, id="garbage body"),
         pytest.param({}, b'{"metadata":', None, id="truncated body"),

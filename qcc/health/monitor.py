@@ -18,6 +18,7 @@ from qcc.health.probe import ProbeResult, check_once
 from qcc.health.state import State
 from qcc.proxy.pool import Member
 from qcc.proxy.runtime import Runtime
+from qcc.redact import scrub
 from qcc.routing.classify import Outcome, counts_against_health
 
 log = logging.getLogger("qcc.health")
@@ -104,16 +105,18 @@ def apply_probe(member: Member, result: ProbeResult, now: float) -> None:
     """Feed a probe's result into the account's state machine."""
     health = member.health
     before = health.state
+    # The detail may quote the account's answer: scrubbed before it is stored or logged.
+    detail = scrub(result.detail, member.secrets())
     if not result.ok:
-        member.stats.last_error = f"probe: {result.detail}"
+        member.stats.last_error = f"probe: {detail}"
         member.stats.last_error_at = time.time()
     if result.ok:
-        health.record_success(now, f"probe ok ({result.detail})")
+        health.record_success(now, f"probe ok ({detail})")
     elif result.outcome is Outcome.AUTH_FAILED:
-        health.record_auth_failure(now, f"probe: {result.detail}")
+        health.record_auth_failure(now, f"probe: {detail}")
     elif result.outcome is Outcome.RATE_LIMITED:
-        health.record_rate_limited(now, now + (result.cooldown or 30.0), f"probe: {result.detail}")
+        health.record_rate_limited(now, now + (result.cooldown or 30.0), f"probe: {detail}")
     elif counts_against_health(result.outcome):
-        health.record_failure(now, f"probe: {result.detail}")
+        health.record_failure(now, f"probe: {detail}")
     if health.state is not before:
         log.info("account %s: %s -> %s (%s)", member.name, before, health.state, health.reason)

@@ -3,14 +3,21 @@
 The order is the lesson of the tools before qcc: every per-account setting (credential, model
 rename, base URL) is read from the account *selected for this attempt*.
 
-A response is *committed* when its first byte goes to the client. Before that, any failure moves
-on to the next account; after it, a failure ends the stream with an ``event: error``.
+A plain response is *committed* when its head goes to the client; a stream when its first content
+(``content_block_delta``, or ``message_delta``/``message_stop`` for an empty answer) does: until
+then ``message_start``, ``content_block_start`` and ``ping`` are held back. Before the commit, any
+failure moves on to the next account, invisibly; after it, a failure ends the stream with an
+``event: error`` and counts against the account. Success is recorded when the response completes.
+
+Every request leaves one access line (``outcome=ok|broken|client_closed|failed``). Everything an
+account says that qcc keeps or logs is scrubbed of its credential and of the client's key first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 
@@ -19,9 +26,9 @@ from multidict import CIMultiDict
 
 from qcc.proxy import sse
 from qcc.proxy.admin import unauthorized
+from qcc.proxy.failed import Failure, all_failed
 from qcc.proxy.messages import (
     downstream_headers,
-    error_body,
     rename_model,
     upstream_headers,
     wants_stream,
@@ -34,8 +41,16 @@ from qcc.routing.sticky import session_key
 
 log = logging.getLogger("qcc.proxy")
 
-PRECOMMIT_LIMIT = 1 << 20  # bytes of stream held back at most while waiting for message_start
+PRECOMMIT_LIMIT = 1 << 20  # bytes of stream held back at most while waiting for its first content
 _NETWORK_ERRORS = (UpstreamError, OSError)
+_HELD = frozenset({None, "message_start", "content_block_start", "ping"})  # before the commit
+_STREAM_ERRORS = {
+    "overloaded_error": Outcome.OVERLOADED,
+    "rate_limit_error": Outcome.RATE_LIMITED,
+    "authentication_error": Outcome.AUTH_FAILED,
+    "permission_error": Outcome.AUTH_FAILED,
+}
+_ERROR_KIND = re.compile(r"[a-z_]{1,40}")
 
 
 class ClientGone(Exception):
@@ -67,24 +82,16 @@ class _Relay(web.StreamResponse):
 
 
 @dataclass(slots=True)
-class Failure:
-    """One attempt that failed over."""
-
-    account: str
-    outcome: Outcome
-    reason: str
-    status: int | None = None
-
-
-@dataclass(slots=True)
 class Done:
-    """One attempt that answered the client (success, or a client error passed through)."""
+    """One attempt that answered the client (success, or a client error passed through).
+
+    ``outcome`` is ``ok``, or ``broken`` when the account broke off after the commit.
+    """
 
     account: str
     response: web.StreamResponse
     status: int
-    ttfb: float | None
-    usage: dict[str, int]
+    outcome: str
 
 
 class Exchange:
@@ -97,11 +104,16 @@ class Exchange:
         self.stream = request.method == "POST" and wants_stream(body)
         self.failures: list[Failure] = []
         self.rid = f"{runtime.requests:06x}"
+        self.started = 0.0  # loop time the client's request began here
+        self.first_byte: float | None = None  # loop time the response was committed
+        self.deadline: float | None = None  # when the attempt in progress times out, pre-commit
+        self.usage: dict[str, int] = {}  # of the attempt in progress
+        self.settled = False  # its usage was added to the account's stats
 
     async def run(self) -> web.StreamResponse:
         rt, loop = self.rt, asyncio.get_running_loop()
         pool = rt.pool
-        started = loop.time()
+        started = self.started = loop.time()
         session = session_key(self.request.headers, self.body) if pool.cluster.sticky else None
         rt.budget.record_request(started)
         tried: set[str] = set()
@@ -119,8 +131,11 @@ class Exchange:
             try:
                 outcome = await self.attempt(member)
             except ClientGone as gone:
-                log.info("client went away mid-response; upstream request cancelled")
+                self.client_closed(member)
                 return gone.response
+            except asyncio.CancelledError:  # aiohttp cancels the handler when the client leaves
+                self.client_closed(member)
+                raise
             if isinstance(outcome, Done):
                 pool.remember_session(session, member, loop.time())
                 result = outcome
@@ -128,11 +143,35 @@ class Exchange:
             self.failures.append(outcome)
         duration = loop.time() - started
         if result is None:
-            response = await self.all_failed(budget_exhausted)
-            self.log(None, response.status, None, duration, {})
+            self.usage = {}  # a failed attempt's usage is not this request's
+            response = all_failed(pool, self.failures, loop.time(), budget_exhausted)
+            self.log(None, response.status, "failed", duration)
             return response
-        self.log(result.account, result.status, result.ttfb, duration, result.usage)
+        self.log(result.account, result.status, result.outcome, duration)
         return result.response
+
+    def client_closed(self, member: Member) -> None:
+        """The client went away: account for the attempt in progress, and log it as a 499.
+
+        The usage that had arrived is recorded; an attempt already past its deadline (the timer
+        had not fired yet) counts against the account, as the timeout would have.
+        """
+        now = asyncio.get_running_loop().time()
+        self.settle(member)
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            waited = now - self.started
+            self._fail(member, Outcome.TIMEOUT, f"no answer after {waited:.1f}s (client gave up)")
+        log.info("client closed the connection; request to account %s cancelled", member.name)
+        self.log(member.name, 499, "client_closed", now - self.started)
+
+    def settle(self, member: Member, more: dict[str, int] | None = None) -> None:
+        """Add the attempt's usage (and ``more`` of it) to the account's stats, once."""
+        if more:
+            self.usage.update(more)
+        if not self.settled:
+            self.settled = True
+            member.stats.usage.add(self.usage)
 
     # ---- one attempt ---------------------------------------------------------------------
 
@@ -156,7 +195,8 @@ class Exchange:
         # head within first_byte (the whole generation happens before it).
         head_limit = timeouts.stream_first_byte if self.stream else timeouts.first_byte
         started = loop.time()
-        deadline = started + head_limit
+        deadline = self.deadline = started + head_limit
+        self.usage, self.settled = {}, False
         rt.pool.begin(member, started)
         upstream: Response | None = None
         try:
@@ -173,22 +213,26 @@ class Exchange:
                 first = await self._first_events(member, upstream, deadline)
                 if isinstance(first, Failure):
                     return first
-                buffered, usage = first
                 ttfb = loop.time() - started
-                rt.pool.record_success(member, loop.time(), ttfb)
-                response = await self._relay_stream(member, upstream, headers, buffered, usage)
-                return Done(member.name, response, upstream.status, ttfb, usage)
+                self.deadline = None
+                response, broken = await self._relay_stream(member, upstream, headers, first)
+            else:
+                self.deadline = None
+                response, broken = await self._relay_body(member, upstream, headers)
+            # Recorded when the response is complete, so an account whose answers break after
+            # the head is never reset to healthy by their start (issue 11, item 9).
+            if broken:
+                return Done(member.name, response, upstream.status, "broken")
             if outcome is Outcome.SUCCESS:
                 rt.pool.record_success(member, loop.time(), ttfb)
             else:
                 rt.pool.record_client_error(member, loop.time(), ttfb)
-            body_response, usage = await self._relay_body(member, upstream, headers)
-            return Done(member.name, body_response, upstream.status, ttfb, usage)
+            return Done(member.name, response, upstream.status, "ok")
         except TimeoutError as exc:
             if isinstance(exc, ConnectTimeout):
                 reason = f"cannot connect within {timeouts.connect:g}s"
             else:
-                what = "first event" if self.stream else "response"
+                what = "content" if self.stream else "response"
                 reason = f"no {what} within {head_limit:g}s"
             return self._fail(member, Outcome.TIMEOUT, reason)
         except _NETWORK_ERRORS as exc:
@@ -205,58 +249,91 @@ class Exchange:
         reason: str,
         status: int | None = None,
         cooldown: float | None = None,
+        detail: str = "",
+        *,
+        committed: bool = False,
     ) -> Failure:
+        """Record a failed attempt. ``reason`` is in qcc's words; ``detail`` is the account's."""
         now = asyncio.get_running_loop().time()
-        self.rt.pool.record_failure(member, outcome, reason, now, time.time(), cooldown)
-        log.warning("account %s failed (%s): %s; failing over", member.name, outcome, reason)
+        pool, stats = self.rt.pool, member.stats
+        secrets = self.client_secrets()
+        pool.record_failure(
+            member,
+            outcome,
+            reason,
+            now,
+            time.time(),
+            cooldown,
+            detail=detail,
+            client_secrets=secrets,
+        )
+        if committed:
+            log.warning("%s after the response was committed", stats.last_error)
+        else:
+            log.warning(
+                "account %s failed (%s): %s; failing over", member.name, outcome, stats.last_error
+            )
         return Failure(member.name, outcome, reason, status)
 
+    def client_secrets(self) -> tuple[str, ...]:
+        """The key the client sent (to scrub from what accounts say; failure paths only)."""
+        headers = self.request.headers
+        found = []
+        key = headers.get("x-api-key")
+        if key:
+            found.append(key)
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            found.append(auth[7:].strip())
+        return tuple(found)
+
     async def _failed_status(self, member: Member, upstream: Response, outcome: Outcome) -> Failure:
-        detail = ""
+        kind = detail = ""
         try:
             raw = await upstream.read(asyncio.get_running_loop().time() + 2.0)
             error = sse.parse_data(raw[:2048]).get("error")
             if isinstance(error, dict):
+                kind = _error_kind(error.get("type"))
                 detail = str(error.get("message", ""))[:200]
         except (TimeoutError, *_NETWORK_ERRORS):
             pass
-        reason = f"HTTP {upstream.status}" + (f" {detail}" if detail else "")
+        reason = f"HTTP {upstream.status}" + (f" {kind}" if kind else "")
         cooldown = None
         if outcome is Outcome.RATE_LIMITED:
             cooldown = cooldown_seconds(upstream.headers, time.time(), default=30.0)
-        return self._fail(member, outcome, reason, upstream.status, cooldown)
+        return self._fail(member, outcome, reason, upstream.status, cooldown, detail)
 
     async def _first_events(
         self, member: Member, upstream: Response, deadline: float
-    ) -> tuple[bytes, dict[str, int]] | Failure:
-        """Read until the event that carries the message; fail over on anything before it."""
+    ) -> bytes | Failure:
+        """Hold the stream back until its first content; fail over on anything before it.
+
+        Events are parsed only until then (and the held bytes are bounded by PRECOMMIT_LIMIT);
+        ``message_start`` gives the prompt's usage.
+        """
         buf = b""
         pos = 0
         while True:
             chunk = await upstream.read(deadline)
             if not chunk:
-                return self._fail(member, Outcome.STREAM_ERROR, "stream ended before any event")
+                return self._fail(member, Outcome.STREAM_ERROR, "stream ended before its content")
             buf += chunk
             while (event := sse.next_event(buf, pos)) is not None:
                 name, data, pos = event
-                if name is None or name == "ping":
+                if name in _HELD:
+                    if name == "message_start":
+                        self.usage = sse.usage_numbers(data)
                     continue
                 if name == "error":
-                    kind = sse.error_type(data) or "error"
-                    outcome = {
-                        "overloaded_error": Outcome.OVERLOADED,
-                        "rate_limit_error": Outcome.RATE_LIMITED,
-                        "authentication_error": Outcome.AUTH_FAILED,
-                        "permission_error": Outcome.AUTH_FAILED,
-                    }.get(kind, Outcome.STREAM_ERROR)
+                    kind = _error_kind(sse.error_type(data)) or "error"
+                    outcome = _STREAM_ERRORS.get(kind, Outcome.STREAM_ERROR)
                     cooldown = 30.0 if outcome is Outcome.RATE_LIMITED else None
                     return self._fail(
                         member, outcome, f"stream began with {kind}", cooldown=cooldown
                     )
-                usage = sse.usage_numbers(data) if name == "message_start" else {}
-                return buf, usage
+                return buf  # content (or an event qcc does not know): commit
             if len(buf) > PRECOMMIT_LIMIT:
-                return buf, {}
+                return buf
 
     # ---- relaying a committed response ---------------------------------------------------
 
@@ -266,13 +343,14 @@ class Exchange:
         upstream: Response,
         headers: CIMultiDict[str],
         buffered: bytes,
-        usage: dict[str, int],
-    ) -> web.StreamResponse:
+    ) -> tuple[web.StreamResponse, bool]:
+        """Relay a committed stream; True with it if the account broke it off."""
         response = _Relay(status=upstream.status, reason=upstream.reason, headers=headers)
         await response.prepare(self.request)
+        loop = asyncio.get_running_loop()
+        self.first_byte = loop.time()
         watcher = sse.StreamWatcher()
         idle = self.rt.config.timeouts.stream_idle
-        loop = asyncio.get_running_loop()
         ended_by = ""
         # Whatever has arrived goes out in one write; the head goes with the first one and the
         # end of the body with the last (a short stream can be a single send).
@@ -292,25 +370,28 @@ class Exchange:
         except _NETWORK_ERRORS as exc:
             ended_by = f"account {member.name} dropped the stream ({_describe(exc)})"
             chunk = b""
+        except BaseException:  # the client left (ClientGone, or the handler was cancelled)
+            self.settle(member, watcher.usage)
+            raise
         if not ended_by and not watcher.stopped:
             ended_by = f"account {member.name} ended the stream before message_stop"
-        usage.update(watcher.usage)
-        member.stats.usage.add(usage)
+        self.settle(member, watcher.usage)
         if ended_by:
-            now = loop.time()
-            self.rt.pool.record_failure(member, Outcome.STREAM_ERROR, ended_by, now, time.time())
-            log.warning("%s after the response was committed; ending it with an error", ended_by)
+            self._fail(member, Outcome.STREAM_ERROR, ended_by, committed=True)
             chunk += sse.error_event("api_error", f"qcc: {ended_by}")
         await _write(response, chunk, eof=True)
-        return response
+        return response, bool(ended_by)
 
     async def _relay_body(
         self, member: Member, upstream: Response, headers: CIMultiDict[str]
-    ) -> tuple[web.StreamResponse, dict[str, int]]:
+    ) -> tuple[web.StreamResponse, bool]:
+        """Relay a plain response; True with it if the account broke it off mid-body."""
         tail = sse.BodyTail(headers.get("content-encoding", "identity").lower())
         if upstream.status >= 300:
             tail.readable = False
         first = upstream.ready()
+        loop = asyncio.get_running_loop()
+        self.first_byte = loop.time()
         if upstream.at_eof():
             # The whole body came with the head (the usual small answer): aiohttp sends the
             # head and body in one write once the handler returns it.
@@ -318,16 +399,14 @@ class Exchange:
             whole = web.Response(
                 status=upstream.status, reason=upstream.reason, headers=headers, body=first
             )
-            usage = tail.usage()
-            member.stats.usage.add(usage)
-            return whole, usage
+            self.settle(member, tail.usage())
+            return whole, False
         response = _Relay(status=upstream.status, reason=upstream.reason, headers=headers)
         length = upstream.content_length
         if length is not None:
             response.content_length = length
         await response.prepare(self.request)
         idle = self.rt.config.timeouts.first_byte
-        loop = asyncio.get_running_loop()
         chunk = first
         try:
             while True:
@@ -340,77 +419,46 @@ class Exchange:
                 if not chunk:
                     break
         except (TimeoutError, *_NETWORK_ERRORS) as exc:
-            # Committed: nothing can be replaced now. Close, so the client sees the break.
+            # Committed: nothing can be replaced now. The client must see a broken body, never
+            # a short one that looks complete: a chunked body would get its final chunk from
+            # write_eof, so the connection is dropped instead (the SDKs raise a connection
+            # error, which they retry).
             reason = f"account {member.name} broke off its response ({_describe(exc)})"
-            self.rt.pool.record_failure(member, Outcome.NETWORK, reason, loop.time(), time.time())
-            log.warning("%s after it was committed", reason)
+            self._fail(member, Outcome.NETWORK, reason, committed=True)
+            self.settle(member)
             response.force_close()
-            return response, {}
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+            return response, True
         await _write(response, chunk, eof=True)
-        usage = tail.usage()
-        member.stats.usage.add(usage)
-        return response, usage
+        self.settle(member, tail.usage())
+        return response, False
 
-    # ---- when nothing worked -------------------------------------------------------------
+    # ---- the access line ----------------------------------------------------------------
 
-    async def all_failed(self, budget_exhausted: bool) -> web.Response:
-        rt = self.rt
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        failures = self.failures
-        total = len(rt.pool.members)
-        headers: dict[str, str] = {}
-        recovery = rt.pool.soonest_recovery(now)
-        if recovery is not None and recovery > now:
-            headers["retry-after"] = str(max(1, round(recovery - now)))
-        headers["x-should-retry"] = "false" if recovery is None else "true"
-        outcomes = {f.outcome for f in failures}
-        if failures and outcomes == {Outcome.RATE_LIMITED}:
-            status, kind = 429, "rate_limit_error"
-        elif Outcome.OVERLOADED in outcomes and Outcome.AUTH_FAILED not in outcomes:
-            status, kind = 529, "overloaded_error"
-        else:
-            status, kind = 503, "api_error"
-        cluster = rt.pool.cluster.name
-        if not failures:
-            message = (
-                f"qcc: no account of cluster '{cluster}' can serve right now "
-                f"({total} configured, {rt.pool.usable_count(now)} available)"
-            )
-        else:
-            why = "; ".join(f"{f.account}: {f.reason}" for f in failures)
-            message = f"qcc: all {len(failures)} accounts tried failed ({why})"
-            if len(failures) < total:
-                message = f"qcc: {len(failures)} of {total} accounts tried, all failed ({why})"
-            if budget_exhausted:
-                message += "; retry budget exhausted, so no further account was tried"
-        return web.Response(
-            status=status,
-            body=error_body(kind, message),
-            content_type="application/json",
-            headers=headers,
-        )
-
-    def log(
-        self,
-        account: str | None,
-        status: int,
-        ttfb: float | None,
-        duration: float,
-        usage: dict[str, int],
-    ) -> None:
+    def log(self, account: str | None, status: int, outcome: str, duration: float) -> None:
+        """The request's one access line. ``ttfb_ms`` counts from the client's request (failed
+        attempts included) to the commit; ``outcome`` tells a stream broken after its start
+        (``status=200 outcome=broken``) from a complete one."""
         attempts = ",".join(f"{f.account}:{f.outcome}" for f in self.failures) or "-"
-        first = "-" if ttfb is None else f"{ttfb * 1000:.1f}"
-        get = usage.get
+        first = self.first_byte
+        ttfb = "-" if first is None else f"{(first - self.started) * 1000:.1f}"
+        get = self.usage.get
         self.rt.access(
             f"rid={self.rid} cluster={self.rt.pool.cluster.name} method={self.request.method} "
             f"path={self.request.raw_path.partition('?')[0]} account={account or '-'} "
-            f"status={status} "
-            f"failed_over={attempts} ttfb_ms={first} duration_ms={duration * 1000:.1f} "
+            f"status={status} outcome={outcome} "
+            f"failed_over={attempts} ttfb_ms={ttfb} duration_ms={duration * 1000:.1f} "
             f"stream={self.stream} in={get('input_tokens', 0)} out={get('output_tokens', 0)} "
             f"cache_read={get('cache_read_input_tokens', 0)} "
             f"cache_write={get('cache_creation_input_tokens', 0)}"
         )
+
+
+def _error_kind(value: object) -> str:
+    """An account's error type if it looks like one (``overloaded_error``), else ""."""
+    return value if isinstance(value, str) and _ERROR_KIND.fullmatch(value) else ""
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from qcc.config.model import Account, Cluster, HealthSettings
 from qcc.errors import CredentialError
 from qcc.health.state import AccountHealth, State
+from qcc.redact import scrub
 from qcc.routing.classify import Outcome, counts_against_health
 from qcc.routing.latency import LatencyScore
 from qcc.routing.sticky import StickyTable
@@ -38,6 +39,13 @@ class Member:
     @property
     def name(self) -> str:
         return self.account.name
+
+    def secrets(self) -> tuple[str, ...]:
+        """The account's credential as sent (and the bare token of a bearer header)."""
+        if self.header is None:
+            return ()
+        value = self.header[1]
+        return (value, value[7:]) if value[:7].lower() == "bearer " else (value,)
 
 
 def _same_endpoint(a: Account, b: Account) -> bool:
@@ -199,11 +207,19 @@ class AccountPool:
         now: float,
         wall_now: float,
         cooldown: float | None = None,
+        *,
+        detail: str = "",
+        client_secrets: tuple[str, ...] = (),
     ) -> None:
+        """One failed attempt. ``reason`` is qcc's own words (it becomes the health reason);
+        ``detail`` is what the account said, kept in ``last_error`` only. Both are scrubbed of
+        the account's credential and the client's key before they are stored."""
         stats = member.stats
         stats.failures += 1
         stats.outcomes[outcome] += 1
-        stats.last_error = reason
+        secrets = member.secrets() + client_secrets
+        reason = scrub(reason, secrets)
+        stats.last_error = scrub(f"{reason}: {detail}", secrets) if detail else reason
         stats.last_error_at = wall_now
         member.latency.penalize(now)
         health = member.health
@@ -225,6 +241,14 @@ class AccountPool:
         return sum(
             1 for m in self.members.values() if m.header is not None and m.health.usable(now)
         )
+
+    def unavailable_reasons(self, now: float) -> dict[str, str]:
+        """Why each account that cannot serve now cannot: ``{"main": "auth_failed (why)"}``."""
+        return {
+            m.name: f"{m.health.state} ({scrub(m.health.reason, m.secrets())})"
+            for m in self.members.values()
+            if m.header is None or not m.health.usable(now)
+        }
 
     def soonest_recovery(self, now: float) -> float | None:
         """Monotonic time at which some account will be usable again by itself, if any."""

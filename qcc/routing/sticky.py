@@ -2,7 +2,9 @@ r"""Session affinity: keep one Claude Code conversation on one account (prompt c
 
 :func:`session_key` finds the conversation's id without parsing the (often 200 KB+) request
 body: the ``x-claude-code-session-id`` header, else the ``session_id`` inside the body's
-``metadata.user_id``. The key is the bare id, so both sources name the same conversation.
+``metadata.user_id``, else the whole ``metadata.user_id`` string (SDK users set it to their end
+user, which keeps that user on one account). The key is the bare id, so the header and the body
+name the same conversation.
 
 Claude Code writes ``metadata.user_id`` in two forms::
 
@@ -59,9 +61,9 @@ def _body(body: bytes) -> str | None:
         after = start + len(_METADATA)
         match = _USER_ID.search(body, after, min(after + _WINDOW + 8192, len(body)))
         if match is not None and match.start() - after <= _WINDOW:
-            session = _from_user_id(match.group(1))
-            if session is not None:
-                return session
+            raw = match.group(1)
+            # The session inside the user id, else the user id itself (as sent, JSON-escaped).
+            return _from_user_id(raw) or raw.decode("utf-8", "replace")
         end = start
     return None
 
