@@ -7,6 +7,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from proxyharness import MakeHarness, harness_factory
 
 from qcc.fake_upstream import Behavior
@@ -189,9 +190,15 @@ async def test_admin_routes_match_contract(make: MakeHarness) -> None:
         "accounts": {"total": 2, "available": 2, "unavailable": 0},
     }
     metrics = await (await h.client.get("/metrics")).text()
-    assert 'qcc_account_state{cluster="test",account="a",state="healthy"} 1' in metrics
-    assert 'qcc_account_ttfb_seconds_count{cluster="test",account="a"} 1' in metrics
-    assert 'qcc_account_tokens_total{cluster="test",account="a",kind="input_tokens"} 12' in metrics
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+    }
+    a = (("account", "a"), ("cluster", "test"))
+    assert found["qcc_account_state", (*a, ("state", "healthy"))] == 1
+    assert found["qcc_account_ttfb_seconds_count", a] == 1
+    assert found["qcc_account_tokens_total", (*a, ("kind", "input_tokens"))] == 12
 
 
 async def test_health_route_degraded_and_unhealthy(make: MakeHarness) -> None:

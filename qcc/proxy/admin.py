@@ -11,11 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from qcc.health.state import State
 from qcc.proxy.messages import error_body
+from qcc.proxy.metrics import REGISTRY_KEY, render
 from qcc.proxy.pool import Member
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
-from qcc.stats import LATENCY_BUCKETS
 
 JSON = "application/json"
 
@@ -122,89 +121,13 @@ async def accounts_stats(request: web.Request) -> web.Response:
     return web.json_response(doc, dumps=lambda o: json.dumps(o, indent=2))
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def metrics_text(rt: Runtime, now: float) -> str:
-    cluster = _label(rt.pool.cluster.name)
-    lines = [
-        "# HELP qcc_up 1 while the proxy serves.",
-        "# TYPE qcc_up gauge",
-        f'qcc_up{{cluster="{cluster}"}} 1',
-        "# HELP qcc_client_requests_total Requests received from clients.",
-        "# TYPE qcc_client_requests_total counter",
-        f'qcc_client_requests_total{{cluster="{cluster}"}} {rt.requests}',
-        "# HELP qcc_panic_total Selections made in panic mode (no account usable).",
-        "# TYPE qcc_panic_total counter",
-        f'qcc_panic_total{{cluster="{cluster}"}} {rt.pool.panics}',
-    ]
-    members = list(rt.pool.members.values())
-    sections: dict[str, list[str]] = {
-        "qcc_account_state": [
-            "# HELP qcc_account_state 1 for the account's current health state.",
-            "# TYPE qcc_account_state gauge",
-        ],
-        "qcc_account_attempts_total": [
-            "# HELP qcc_account_attempts_total Attempts sent to the account, by outcome.",
-            "# TYPE qcc_account_attempts_total counter",
-        ],
-        "qcc_account_in_flight": [
-            "# HELP qcc_account_in_flight Attempts in progress.",
-            "# TYPE qcc_account_in_flight gauge",
-        ],
-        "qcc_account_tokens_total": [
-            "# HELP qcc_account_tokens_total Tokens reported by the account, by kind.",
-            "# TYPE qcc_account_tokens_total counter",
-        ],
-        "qcc_account_ttfb_seconds": [
-            "# HELP qcc_account_ttfb_seconds Time to first byte of successful attempts.",
-            "# TYPE qcc_account_ttfb_seconds histogram",
-        ],
-    }
-    for m in members:
-        acc = f'cluster="{cluster}",account="{_label(m.name)}"'
-        for state in State:
-            value = 1 if m.health.state is state else 0
-            sections["qcc_account_state"].append(
-                f'qcc_account_state{{{acc},state="{state.value}"}} {value}'
-            )
-        for outcome, count in sorted(m.stats.outcomes.items()):
-            sections["qcc_account_attempts_total"].append(
-                f'qcc_account_attempts_total{{{acc},outcome="{outcome}"}} {count}'
-            )
-        sections["qcc_account_in_flight"].append(
-            f"qcc_account_in_flight{{{acc}}} {m.stats.in_flight}"
-        )
-        for kind, count in m.stats.usage.as_dict().items():
-            sections["qcc_account_tokens_total"].append(
-                f'qcc_account_tokens_total{{{acc},kind="{kind}"}} {count}'
-            )
-        hist = m.stats.ttfb
-        cumulative = 0
-        out = sections["qcc_account_ttfb_seconds"]
-        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), hist.counts, strict=True):
-            cumulative += count
-            le = "+Inf" if bound == float("inf") else f"{bound:g}"
-            out.append(f'qcc_account_ttfb_seconds_bucket{{{acc},le="{le}"}} {cumulative}')
-        out.append(f"qcc_account_ttfb_seconds_sum{{{acc}}} {hist.total:.6f}")
-        out.append(f"qcc_account_ttfb_seconds_count{{{acc}}} {hist.count}")
-    for section in sections.values():
-        lines.extend(section)
-    return "\n".join(lines) + "\n"
-
-
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus scrape: rendered here from the pool's counters, O(accounts) (see metrics.py)."""
     rt = request.app[RUNTIME_KEY]
     if not rt.authorized(request):
         return unauthorized()
-    text = metrics_text(rt, asyncio.get_running_loop().time())
-    return web.Response(
-        text=text,
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"x-prometheus-format": "0.0.4"},
-    )
+    body, content_type = render(request.app[REGISTRY_KEY], request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def root(request: web.Request) -> web.Response:

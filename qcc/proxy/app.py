@@ -21,7 +21,7 @@ from qcc import logs
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
 from qcc.health.monitor import HealthMonitor
-from qcc.proxy import admin, usage
+from qcc.proxy import admin, metrics, usage
 from qcc.proxy.forward import handle_api
 from qcc.proxy.pool import AccountPool
 from qcc.proxy.reload import watch_config
@@ -86,6 +86,7 @@ def create_app(
             session=session,
         )
         app[RUNTIME_KEY] = runtime
+        app[metrics.REGISTRY_KEY] = metrics.new_registry(runtime)  # read by /metrics
         tasks: list[asyncio.Task[None]] = []
         health_monitor = HealthMonitor(runtime)
         if monitor:
