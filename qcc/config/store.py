@@ -110,6 +110,13 @@ class ConfigStore:
                 raise ConfigError(f"{self.path}: invalid TOML ({exc})") from None
             yield doc
             after = tomlkit.dumps(doc)
+            if not after.isascii():
+                try:
+                    after.encode("utf-8")
+                except UnicodeEncodeError:  # surrogate-escaped argv that slipped through
+                    raise ConfigError(
+                        f"{self.path}: a new value is not valid UTF-8 text; nothing was written"
+                    ) from None
             parse(after, self.path)
             if after != before or not self.path.exists():
                 try:
