@@ -90,8 +90,26 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_temp_files_of_killed_writers_are_removed_on_the_next_write(config_path: Path) -> None:
+def _no_tmpfile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+
+
+def _link_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse)
+
+
+WRITE_PATHS = {"default": lambda _: None, "no-O_TMPFILE": _no_tmpfile, "no-linkat": _link_refused}
+
+
+@pytest.mark.parametrize("platform", list(WRITE_PATHS))
+def test_temp_files_of_killed_writers_are_removed_on_the_next_write(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str
+) -> None:
     """A writer killed between writing its temp file and renaming it leaves secrets behind."""
+    WRITE_PATHS[platform](monkeypatch)
     secret = b'api_key = "sk-ant-api03-LEFTOVERLEFTOVER-0000"\n'
     directory = config_path.parent
     dead = directory / f".config.toml.{_dead_pid()}.0badcafe.tmp"  # this version's name

@@ -60,23 +60,9 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY) if _HAS_DIR_FD else None
     try:
-        fd = _unnamed_file(path.parent, mode)
-        named = fd is None
-        if fd is None:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-            fd = os.open(tmp, flags, mode)
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(raw)
-                out.flush()
-                if hasattr(os, "fchmod"):
-                    os.fchmod(out.fileno(), mode)  # exactly ``mode``, whatever the umask
-                os.fsync(out.fileno())
-                if not named:
-                    # linkat(AT_SYMLINK_FOLLOW) names the unnamed file; it needs a dir fd
-                    os.link(f"/proc/self/fd/{out.fileno()}", tmp.name, dst_dir_fd=dir_fd)
-            if not hasattr(os, "fchmod"):  # pragma: no cover - Windows
-                os.chmod(tmp, mode)
+            if not _write_unnamed(path.parent, tmp, raw, mode, dir_fd):
+                _write_named(tmp, raw, mode)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -92,15 +78,47 @@ def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
 _HAS_DIR_FD = hasattr(os, "O_DIRECTORY") and os.link in os.supports_dir_fd
 
 
-def _unnamed_file(directory: Path, mode: int) -> int | None:
-    """An open, nameless file in ``directory`` (gone if we die), or None where unsupported."""
+def _write_all(fd: int, raw: bytes, mode: int) -> None:
+    view = memoryview(raw)
+    while view:
+        view = view[os.write(fd, view) :]
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
+    os.fsync(fd)
+
+
+def _write_unnamed(directory: Path, tmp: Path, raw: bytes, mode: int, dir_fd: int | None) -> bool:
+    """Write into a nameless file (gone if we die) and name it ``tmp`` once complete.
+
+    False where that is unsupported (no ``O_TMPFILE``, no ``/proc``, a filesystem without it),
+    before anything is written under a name.
+    """
     flag = getattr(os, "O_TMPFILE", 0)
-    if not flag or not _HAS_DIR_FD or not os.path.isdir("/proc/self/fd"):
-        return None
+    if not flag or dir_fd is None or not os.path.isdir("/proc/self/fd"):
+        return False
     try:
-        return os.open(directory, flag | os.O_WRONLY, mode)
-    except OSError:  # the filesystem does not support it (EOPNOTSUPP, EISDIR, EINVAL)
-        return None
+        fd = os.open(directory, flag | os.O_WRONLY, mode)
+    except OSError:  # EOPNOTSUPP, EISDIR, EINVAL: not on this filesystem
+        return False
+    try:
+        _write_all(fd, raw, mode)
+        try:  # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N gives the file a name
+            os.link(f"/proc/self/fd/{fd}", tmp.name, dst_dir_fd=dir_fd)
+        except OSError:  # e.g. a hardened /proc: fall back to a named temp file
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
+def _write_named(tmp: Path, raw: bytes, mode: int) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), mode)
+    try:
+        _write_all(fd, raw, mode)
+    finally:
+        os.close(fd)
+    if not hasattr(os, "fchmod"):  # pragma: no cover - Windows
+        os.chmod(tmp, mode)
 
 
 def _remove_stale_temps(path: Path, now: float) -> None:
