@@ -1,5 +1,9 @@
 """Logging for a running proxy: one line per event, to stderr (foreground) and a rotating file.
 
+The file is ``proxy.log`` in the log directory, mode 0600 in a 0700 directory; at
+``MAX_BYTES`` (10 MiB) it becomes ``proxy.log.1`` and older files shift up to
+``proxy.log.{BACKUPS}`` (3), so the logs never take more than about 40 MiB.
+
 The proxy logs one line per request, so the handler is built for the hot path: the line is
 formatted once (with a timestamp cached per second), appended to a buffer, and written out by a
 small flusher thread every ``FLUSH_EVERY`` seconds, at once for warnings and errors, and at
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from qcc.paths import log_dir
+from qcc.paths import log_dir, private_dir, state_dir
 
 LOG_FILE_NAME = "proxy.log"
 MAX_BYTES = 10 * 1024 * 1024
@@ -54,8 +58,13 @@ class LineHandler(logging.Handler):
 
     def _open(self) -> None:
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - owned until close
+        private_dir(self.path.parent, tighten=True)
+        # 0600 from the first byte (request lines name accounts and clients); a file left
+        # looser by an older qcc is tightened.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if hasattr(os, "fchmod") and os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+        self._file = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - owned until close
         self._size = self._file.tell()
 
     def _timestamp(self, created: float) -> str:
@@ -113,6 +122,8 @@ class LineHandler(logging.Handler):
             source = self.path.with_name(f"{self.path.name}.{i}")
             if source.exists():
                 os.replace(source, self.path.with_name(f"{self.path.name}.{i + 1}"))
+                with contextlib.suppress(OSError):  # one written by an older, looser qcc
+                    os.chmod(self.path.with_name(f"{self.path.name}.{i + 1}"), 0o600)
         os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         self._open()
 
@@ -139,6 +150,7 @@ def setup(*, to_stderr: bool, level: int = logging.INFO) -> Path | None:
         old.close()
     path: Path | None = log_file()
     try:
+        private_dir(state_dir(), tighten=True)  # pid record, usage, backups: ours alone
         handler = LineHandler(path, sys.stderr if to_stderr else None)
     except OSError:
         path = None

@@ -63,8 +63,15 @@ def _account(config_path: Path, name: str, cluster: str = "prod") -> Any:
     ],
 )
 def test_add_each_credential_kind(
-    run_cli: RunCli, config_path: Path, option: str, kind: str, value: str
+    run_cli: RunCli,
+    config_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    kind: str,
+    value: str,
 ) -> None:
+    monkeypatch.setenv("RELAY_KEY", "sk-ant-api03-FROMENVFROMENV-5555")
+    monkeypatch.setenv("RELAY_TOKEN", "token-from-env-abcdefgh")
     result = run_cli(*_add(option, value))
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
@@ -243,7 +250,7 @@ BAD_INPUT = [
     ),
     (_add("--api-key-env", "1-BAD"), ["--api-key-env: '1-BAD' is not an environment variable"]),
     (_add("--api-key", ""), ["--api-key: must not be empty"]),
-    (_add("--api-key", " sk-padded "), ["api_key: must not contain spaces"]),
+    (_add("--api-key", " sk-padded "), ["--api-key: starts or ends with whitespace"]),
     (_add("--api-key-env", "K", "--weight", "-1"), ["--weight: must be an integer >= 0, got -1"]),
     (_add("--api-key-env", "K", "--weight=-1"), ["--weight: must be an integer >= 0, got -1"]),
     (_add("--api-key-env", "K", "-w", "lots"), ["--weight: must be an integer >= 0, got lots"]),

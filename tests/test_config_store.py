@@ -16,7 +16,7 @@ import pytest
 
 from qcc.config import ops
 from qcc.config.model import Credential
-from qcc.config.store import ConfigStore
+from qcc.config.store import ConfigStore, atomic_write
 from qcc.errors import ConfigError, NotFoundError
 
 KEY = Credential("api_key", "sk-ant-api03-SECRETSECRETSECRET-a1b2")
@@ -70,6 +70,82 @@ def test_file_and_directory_modes(tmp_path: Path) -> None:
         ops.add_cluster(doc, "prod")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_missing_parents_are_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "config.toml"
+    old_umask = os.umask(0o022)
+    try:
+        atomic_write(path, "x = 1\n")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "a").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=10)
+    return proc.pid
+
+
+def _no_tmpfile(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "O_TMPFILE", raising=False)
+
+
+def _link_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refuse)
+
+
+WRITE_PATHS = {"default": lambda _: None, "no-O_TMPFILE": _no_tmpfile, "no-linkat": _link_refused}
+
+
+@pytest.mark.parametrize("platform", list(WRITE_PATHS))
+def test_temp_files_of_killed_writers_are_removed_on_the_next_write(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str
+) -> None:
+    """A writer killed between writing its temp file and renaming it leaves secrets behind."""
+    WRITE_PATHS[platform](monkeypatch)
+    secret = b'api_key = "sk-ant-api03-LEFTOVERLEFTOVER-0000"\n'
+    directory = config_path.parent
+    dead = directory / f".config.toml.{_dead_pid()}.0badcafe.tmp"  # this version's name
+    legacy = directory / ".config.toml.k3j_x9q2.tmp"  # 0.1's mkstemp name, an hour old
+    fresh_legacy = directory / ".config.toml.abcd1234.tmp"  # maybe a 0.1 writer at work now
+    live = directory / f".config.toml.{os.getpid()}.12345678.tmp"  # a writer at work now
+    other = directory / f".usage-prod.json.{_dead_pid()}.0badcafe.tmp"  # another file's
+    for leftover in (dead, legacy, fresh_legacy, live, other):
+        leftover.write_bytes(secret)
+    hour_ago = time.time() - 3600
+    os.utime(legacy, (hour_ago, hour_ago))
+
+    atomic_write(config_path, "[clusters.prod]\n")
+
+    left = sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+    assert left == sorted([fresh_legacy.name, live.name, other.name])
+    assert config_path.read_text() == "[clusters.prod]\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE"), reason="Linux O_TMPFILE")
+def test_data_is_never_in_a_named_temp_file_while_it_is_written(
+    config_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed at any moment while writing, the writer leaves nothing: the file has no name yet."""
+    seen: list[list[str]] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # the data file, not the directory
+            seen.append([p.name for p in config_path.parent.iterdir()])
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    atomic_write(config_path, 'api_key = "sk-ant-api03-INFLIGHT-0000"\n' * 1000)
+    assert seen and all(not any(n.endswith(".tmp") for n in names) for names in seen), seen
+    assert stat.S_IMODE(config_path.stat().st_mode) == 0o600
 
 
 def test_existing_loose_mode_is_tightened(config_path: Path) -> None:
@@ -155,7 +231,7 @@ ADD_MANY = """
     from pathlib import Path
     from qcc.config import ops
     from qcc.config.model import Credential
-    from qcc.config.store import ConfigStore
+    from qcc.config.store import ConfigStore, atomic_write
 
     store = ConfigStore(Path(sys.argv[1]))
     prefix = sys.argv[2]
@@ -197,7 +273,7 @@ WRITE_FOREVER = """
 HOLD_LOCK = """
     import sys, time
     from pathlib import Path
-    from qcc.config.store import ConfigStore
+    from qcc.config.store import ConfigStore, atomic_write
 
     with ConfigStore(Path(sys.argv[1])).edit():
         print("locked", flush=True)
@@ -259,6 +335,8 @@ def test_sigkill_mid_write_never_corrupts(config_path: Path, tmp_path: Path) -> 
                 leftover.name.startswith(".config.toml.") and leftover.name.endswith(".tmp")
             ), leftover
     assert len(generations) >= 2  # the writers really were writing when killed
+    atomic_write(config_path, "# after\n" + body)  # the next write sweeps the killed ones' files
+    assert sorted(p.name for p in config_path.parent.iterdir()) == ["config.toml"]
 
 
 @pytest.mark.slow

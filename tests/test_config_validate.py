@@ -60,7 +60,7 @@ INVALID = [
     ),
     pytest.param(
         ACCOUNT + 'api_key = "sk-ant-x "\n',
-        f"{LOC}.api_key: must not contain spaces or line breaks at either end",
+        f"{LOC}.api_key: starts or ends with whitespace; remove it (qcc does not strip it for you)",
         id="key-trailing-space",
     ),
     pytest.param(
@@ -184,7 +184,7 @@ enabled = true
 "claude-sonnet-4-5" = "claude-sonnet-4-5-20250929"
 
 [clusters.prod.accounts.relay]
-base_url = "https://relay.example.com/v1/"
+base_url = "https://relay.example.com/api/"
 auth_token_env = "RELAY_TOKEN"
 
 [health]
@@ -210,7 +210,7 @@ def test_contract_example_loads() -> None:
         enabled=True,
         models={"claude-sonnet-4-5": "claude-sonnet-4-5-20250929"},
     )
-    assert relay.base_url == "https://relay.example.com/v1"  # trailing slash dropped
+    assert relay.base_url == "https://relay.example.com/api"  # trailing slash dropped
     assert relay.credential == Credential("auth_token_env", "RELAY_TOKEN")
     assert (relay.weight, relay.priority, relay.enabled, dict(relay.models)) == (1, 0, True, {})
     assert prod.account("relay") is relay

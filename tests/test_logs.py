@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import stat
 import sys
 import threading
 from pathlib import Path
@@ -85,3 +87,49 @@ def test_no_line_is_lost_to_a_concurrent_flush() -> None:
         handler.close()
     lines = stream.getvalue().splitlines()
     assert [line.rsplit("=", 1)[1] for line in lines] == [str(i) for i in range(30_000)]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_log_file_and_its_rotations_are_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "MAX_BYTES", 500)
+    log_dir = tmp_path / "state" / "logs"  # neither exists yet
+    old_umask = os.umask(0o022)
+    try:
+        handler = logs.LineHandler(log_dir / "proxy.log", None)
+        try:
+            for i in range(60):
+                handler.line("qcc.access", f"rid={i:06d} status=200 account=main")
+                handler.flush()
+        finally:
+            handler.close()
+    finally:
+        os.umask(old_umask)
+    assert _mode(tmp_path / "state") == 0o700
+    assert _mode(log_dir) == 0o700
+    files = sorted(p.name for p in log_dir.iterdir())
+    assert files == ["proxy.log", *(f"proxy.log.{i}" for i in range(1, logs.BACKUPS + 1))]
+    assert {name: _mode(log_dir / name) for name in files} == dict.fromkeys(files, 0o600)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_loose_files_from_an_older_qcc_are_tightened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QCC_STATE_DIR", str(tmp_path / "state"))
+    log_dir = tmp_path / "state" / "logs"
+    log_dir.mkdir(parents=True)
+    (tmp_path / "state").chmod(0o755)
+    log_dir.chmod(0o755)
+    (log_dir / "proxy.log").write_text("old line\n")
+    (log_dir / "proxy.log").chmod(0o644)
+    path = logs.setup(to_stderr=False)
+    logs.shutdown()
+    assert path == log_dir / "proxy.log"
+    assert (_mode(tmp_path / "state"), _mode(log_dir), _mode(path)) == (0o700, 0o700, 0o600)
+    assert path.read_text() == "old line\n"  # appended to, never truncated
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from qcc.cli import render
 from qcc.config import ops
-from qcc.config.model import Credential
+from qcc.config.model import Credential, header_value_problem
 from qcc.config.validate import ENV_NAME_RE
 from qcc.errors import AlreadyExistsError, ConfigValidationError, CredentialError
+from qcc.redact import looks_like_secret
 
 if TYPE_CHECKING:
     from qcc.cli.main import CliState
@@ -45,12 +48,27 @@ def _cluster_name(state: CliState, cluster: str | None) -> str:
     return cluster if cluster is not None else state.store().load().cluster(None).name
 
 
+def _utf8(option: str, value: str) -> str:
+    """Refuse text Python could only decode with surrogate escapes (argv bytes not in UTF-8)."""
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in value):
+        raise ConfigValidationError(
+            option, "is not valid UTF-8 text; check the terminal's encoding and type it again"
+        )
+    return value
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for an error message, unless it may be a key pasted in the wrong place."""
+    return "a value that looks like a key (not shown)" if looks_like_secret(value) else f"'{value}'"
+
+
 def _non_negative(option: str, raw: str) -> int:
     """Parse an integer option ourselves so ``-1`` and ``abc`` get one clear line."""
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ConfigValidationError(option, f"must be an integer >= 0, got {raw}") from None
+        shown = raw if not looks_like_secret(raw) else "a value that looks like a key (not shown)"
+        raise ConfigValidationError(option, f"must be an integer >= 0, got {shown}") from None
     if value < 0:
         raise ConfigValidationError(option, f"must be an integer >= 0, got {value}")
     return value
@@ -59,22 +77,27 @@ def _non_negative(option: str, raw: str) -> int:
 def _models(pairs: list[str] | None) -> dict[str, str]:
     renames: dict[str, str] = {}
     for pair in pairs or []:
-        source, sep, target = pair.partition("=")
+        source, sep, target = _utf8("--model", pair).partition("=")
         source, target = source.strip(), target.strip()
         if not sep or not source or not target:
             raise ConfigValidationError(
                 "--model",
                 f"expected FROM=TO such as claude-sonnet-4-5=claude-sonnet-4-5-20250929, "
-                f"got '{pair}'",
+                f"got {_shown(pair)}",
             )
         if source in renames:
-            raise ConfigValidationError("--model", f"'{source}' is renamed twice")
+            raise ConfigValidationError("--model", f"{_shown(source)} is renamed twice")
         renames[source] = target
     return renames
 
 
-def _credential(name: str, given: dict[str, str | None]) -> Credential | None:
-    """The one credential passed on the command line; None when there is none."""
+def _credential(
+    name: str, given: dict[str, str | None], environ: Mapping[str, str]
+) -> Credential | None:
+    """The one credential passed on the command line; None when there is none.
+
+    No error quotes a value that may be a secret.
+    """
     present = [(option, kind) for option, kind in CREDENTIAL_OPTIONS if given[kind] is not None]
     if len(present) > 1:
         options = [option for option, _ in present]
@@ -84,13 +107,42 @@ def _credential(name: str, given: dict[str, str | None]) -> Credential | None:
         return None
     option, kind = present[0]
     value = given[kind] or ""
-    if kind.endswith("_env") and not ENV_NAME_RE.match(value):
-        raise ConfigValidationError(
-            option, f"'{value}' is not an environment variable name, e.g. ANTHROPIC_API_KEY"
-        )
+    if kind.endswith("_env"):
+        # A valid name that is set here is a name, however random it looks.
+        if looks_like_secret(value) and not (ENV_NAME_RE.match(value) and value in environ):
+            inline = option.removesuffix("-env")
+            raise ConfigValidationError(
+                option,
+                "that looks like a key, not a variable name; pass the variable's name, "
+                f"e.g. ANTHROPIC_API_KEY, or use {inline}",
+            )
+        if not ENV_NAME_RE.match(_utf8(option, value)):
+            raise ConfigValidationError(
+                option, f"'{value}' is not an environment variable name, e.g. ANTHROPIC_API_KEY"
+            )
+        return Credential(kind, value)
     if not value.strip():
         raise ConfigValidationError(option, "must not be empty")
+    problem = header_value_problem(value)
+    if problem is not None:
+        raise ConfigValidationError(option, problem)
     return Credential(kind, value)
+
+
+def _warn_unusable_env(credential: Credential, environ: Mapping[str, str]) -> None:
+    """Say at once when the proxy would not find a usable value in the named variable."""
+    if not credential.from_env:
+        return
+    if not environ.get(credential.value):
+        render.note(
+            f"warning: {credential.value} is not set in this shell; "
+            "the proxy reads it when it starts"
+        )
+        return
+    try:
+        credential.secret(environ)
+    except CredentialError as exc:
+        render.note(f"warning: {exc}; the proxy will refuse it")
 
 
 @app.command("add")
@@ -173,6 +225,13 @@ def add(
           --model claude-sonnet-4-5=claude-sonnet-4-5-20250929
     """
     state: CliState = ctx.obj
+    if _utf8("NAME", name).startswith(("sk-", "sk_")) and looks_like_secret(name):
+        raise ConfigValidationError(
+            "NAME",
+            "that looks like a key, not an account name; give the name first, "
+            "e.g. qcc account add main --base-url URL --api-key-env ANTHROPIC_API_KEY",
+        )
+    _utf8("--base-url", base_url)
     weight_value = _non_negative("--weight", weight)
     priority_value = _non_negative("--priority", priority)
     renames = _models(model)
@@ -182,7 +241,7 @@ def add(
         "api_key_env": api_key_env,
         "auth_token_env": auth_token_env,
     }
-    credential = _credential(name, given)
+    credential = _credential(name, given, os.environ)
     store = state.store()
     target = store.load().cluster(cluster)  # unknown cluster fails before any prompt
     if credential is None:
@@ -197,7 +256,7 @@ def add(
                 "--api-key-env or --auth-token-env"
             )
         secret = typer.prompt(f"API key for account '{name}'", hide_input=True, err=True)
-        credential = _credential(name, {**given, "api_key": secret})
+        credential = _credential(name, {**given, "api_key": secret}, os.environ)
         assert credential is not None
     with store.edit() as doc:
         ops.add_account(
@@ -214,6 +273,7 @@ def add(
         f"Added account '{name}' to cluster '{target.name}' "
         f"({credential.kind} {credential.masked()})."
     )
+    _warn_unusable_env(credential, os.environ)
 
 
 @app.command("list")

@@ -27,6 +27,7 @@ from qcc.cli.run import run_command
 from qcc.config.store import ConfigStore
 from qcc.errors import QccError
 from qcc.paths import config_path
+from qcc.redact import scrub
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE
@@ -130,7 +131,9 @@ def _one_line(text: str) -> str:
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"qcc: {_one_line(message)}\n")
+    # The last guard: whatever a message quotes (a click usage error, an exception's text), a
+    # value shaped like a key or bearer token never reaches the terminal.
+    sys.stderr.write(f"qcc: {scrub(_one_line(message))}\n")
     sys.stderr.flush()
     return code
 

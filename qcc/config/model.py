@@ -27,6 +27,48 @@ def mask_secret(secret: str) -> str:
     return f"{secret[:7]}…{secret[-4:]}"
 
 
+def header_value_problem(value: str) -> str | None:
+    """What makes ``value`` unfit to send as an HTTP header value, in words that never quote it.
+
+    RFC 9110 allows visible ASCII, obs-text, and spaces or tabs between them. qcc is stricter
+    about obs-text: real keys and tokens are ASCII, and bytes above 0x7f are how a pasted
+    typographic quote, a non-breaking space or an undecodable argument shows up.
+    """
+    if value.isascii() and value.isprintable() and value == value.strip():
+        return None  # the common case: one scan, nothing to report
+    if value.endswith(("\r", "\r\n")):
+        return (
+            "ends with a carriage return — was it read from a file with Windows line endings? "
+            "remove the trailing \\r"
+        )
+    if value.endswith("\n"):
+        return "ends with a line break; remove it (qcc does not strip it for you)"
+    if value != value.strip(" \t"):
+        return "starts or ends with whitespace; remove it (qcc does not strip it for you)"
+    for char in value:
+        if char in "\r\n":
+            return "contains a control character (a line break); a credential is one line"
+        if char != "\t" and (ord(char) < 0x20 or ord(char) == 0x7F):
+            return "contains a control character"
+    for char in value:
+        if 0xDC80 <= ord(char) <= 0xDCFF:  # how Python carries undecodable argv/env bytes
+            return "is not valid UTF-8 text; type or paste the credential again"
+    if not value.isascii():
+        return (
+            "contains a non-ASCII character (a typographic quote or dash, or a non-breaking "
+            "space?); keys and tokens are plain ASCII"
+        )
+    return None  # tabs between visible characters are allowed
+
+
+def check_header_value(value: str, source: str) -> None:
+    """Raise :class:`CredentialError` naming ``source`` (never the value) if ``value`` cannot be
+    sent as a header value. Every credential source goes through this before it is used."""
+    problem = header_value_problem(value)
+    if problem is not None:
+        raise CredentialError(f"{source} {problem}")
+
+
 @dataclass(frozen=True)
 class Credential:
     """Exactly one way to authenticate an account. ``value`` is a secret or an env var name."""
@@ -49,8 +91,13 @@ class Credential:
         return mask_secret(self.value)
 
     def secret(self, environ: Mapping[str, str] | None = None) -> str:
-        """The secret itself, read from the environment for ``*_env`` kinds."""
+        """The secret itself, read from the environment for ``*_env`` kinds.
+
+        Raises :class:`CredentialError` (never quoting the value) when it is missing or cannot
+        be sent as a header value: ``credential from $VAR contains a control character``.
+        """
         if not self.from_env:
+            check_header_value(self.value, f"credential {self.kind}")
             return self.value
         env = os.environ if environ is None else environ
         secret = env.get(self.value, "")
@@ -58,6 +105,7 @@ class Credential:
             raise CredentialError(
                 f"environment variable {self.value} is not set; export it before starting qcc"
             )
+        check_header_value(secret, f"credential from ${self.value}")
         return secret
 
     def header(self, environ: Mapping[str, str] | None = None) -> tuple[str, str]:

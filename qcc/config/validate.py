@@ -25,8 +25,10 @@ from qcc.config.model import (
     ProxySettings,
     RetrySettings,
     Timeouts,
+    header_value_problem,
 )
 from qcc.errors import ConfigValidationError
+from qcc.redact import looks_like_secret
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -37,18 +39,52 @@ T = TypeVar("T")
 
 def check_name(location: str, name: str) -> str:
     if not NAME_RE.match(name):
-        raise ConfigValidationError(location, f"'{name}' is not a valid name: {NAME_RULE}")
+        shown = "that" if looks_like_secret(name) else f"'{name}'"  # a key pasted as a name
+        raise ConfigValidationError(location, f"{shown} is not a valid name: {NAME_RULE}")
     return name
 
 
+URL_RULE = "must be an http(s) URL such as https://api.anthropic.com"
+PORT_RULE = "the port must be a number from 1 to 65535"
+
+
 def check_base_url(location: str, value: object) -> str:
-    if isinstance(value, str):
-        parts = urlsplit(value.strip())
-        if parts.scheme in ("http", "https") and parts.hostname and not parts.query:
-            return value.strip().rstrip("/")
-    raise ConfigValidationError(
-        location, "must be an http(s) URL such as https://api.anthropic.com"
-    )
+    """The URL without a trailing ``/``; errors never quote it (it may hold a password)."""
+    if not isinstance(value, str):
+        raise ConfigValidationError(location, URL_RULE)
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # "Port out of range 0-65535", a bad [IPv6] literal...
+        if "out of range" in str(exc):
+            raise ConfigValidationError(location, PORT_RULE) from None
+        raise ConfigValidationError(location, URL_RULE) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigValidationError(location, URL_RULE)
+    # urlsplit drops tabs and line breaks silently; the URL itself must not have them
+    if any(ord(c) < 0x21 or ord(c) == 0x7F or 0xDC80 <= ord(c) <= 0xDCFF for c in url):
+        raise ConfigValidationError(
+            location, "must not contain spaces, control characters or undecodable bytes"
+        )
+    if "@" in parts.netloc:
+        raise ConfigValidationError(
+            location,
+            "must not contain a user name or password; credentials go in api_key or auth_token "
+            "(or api_key_env / auth_token_env)",
+        )
+    if port == 0:
+        raise ConfigValidationError(location, PORT_RULE)
+    if parts.query or parts.fragment:
+        raise ConfigValidationError(location, f"{URL_RULE}, without ?query or #fragment")
+    path = parts.path.rstrip("/")
+    if path.lower().endswith("/v1"):
+        raise ConfigValidationError(
+            location,
+            "drop the trailing /v1: qcc adds the request path, which starts with /v1 "
+            "(https://api.anthropic.com, not https://api.anthropic.com/v1)",
+        )
+    return url.rstrip("/")
 
 
 def _table(location: str, value: object) -> Mapping[str, Any]:
@@ -137,15 +173,21 @@ def credential_from(location: str, table: Mapping[str, Any]) -> Credential:
             location, f"has both {present[0]} and {present[1]}; keep exactly one credential"
         )
     kind = present[0]
-    value = _string(f"{location}.{kind}", table[kind])
-    if kind.endswith("_env") and not ENV_NAME_RE.match(value):
-        raise ConfigValidationError(
-            f"{location}.{kind}", "must be the name of an environment variable, e.g. MY_API_KEY"
-        )
-    if not kind.endswith("_env") and (value != value.strip() or "\n" in value):
-        raise ConfigValidationError(
-            f"{location}.{kind}", "must not contain spaces or line breaks at either end"
-        )
+    where = f"{location}.{kind}"
+    value = _string(where, table[kind])
+    if kind.endswith("_env"):
+        if not ENV_NAME_RE.match(value):
+            what = (
+                "that looks like a key, not a variable name; put a key in "
+                f"{kind.removesuffix('_env')} instead"
+                if looks_like_secret(value)
+                else "must be the name of an environment variable, e.g. MY_API_KEY"
+            )
+            raise ConfigValidationError(where, what)
+    else:
+        problem = header_value_problem(value)
+        if problem is not None:
+            raise ConfigValidationError(where, problem)
     return Credential(kind, value)
 
 
