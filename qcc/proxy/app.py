@@ -79,6 +79,19 @@ def _forbidden(message: str) -> web.Response:
     return _refuse(Refusal(403, "permission_error", message))
 
 
+class _ClosingResponse(web.Response):
+    """Closes the connection once sent: the rest of a body that came too slowly is not waited
+    for (aiohttp would otherwise linger up to 10 s reading it)."""
+
+    def __init__(self, request: web.Request, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._closing = request
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        self._closing.protocol.force_close()
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -125,11 +138,13 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
                 "cut a client that did not send its request body within %gs (timeouts.client_read)",
                 rt.config.timeouts.client_read,
             )
-            response = _refuse(
-                Refusal(408, "timeout_error", "qcc: the request body did not arrive in time")
+            refusal = Refusal(408, "timeout_error", "qcc: the request body did not arrive in time")
+            return _ClosingResponse(
+                request,
+                status=refusal.status,
+                body=error_body(refusal.kind, refusal.message),
+                content_type="application/json",
             )
-            response.force_close()
-            return response
     encoding = headers.get("content-encoding")
     if encoding is not None:
         view = decoded_view(await request.read(), encoding, request.app[BODY_LIMIT])
