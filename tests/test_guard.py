@@ -235,9 +235,9 @@ def test_bind_rule() -> None:
     check_bind(open_config, "127.0.0.1")
     check_bind(open_config, "::1", running=True)
     check_bind(keyed, "0.0.0.0", running=True)
-    with pytest.raises(ProxyError, match="refusing to listen on 0.0.0.0"):
+    with pytest.raises(ProxyError, match=r"refusing to listen on 0\.0\.0\.0"):
         check_bind(open_config, "0.0.0.0")
-    with pytest.raises(ProxyError, match="proxy.access_key: cannot be removed while"):
+    with pytest.raises(ProxyError, match=r"proxy\.access_key: cannot be removed while"):
         check_bind(open_config, "192.168.1.5", running=True)
 
 
