@@ -139,10 +139,12 @@ def api_target(raw: str) -> str | Refusal | None:
     when it stays inside ``/v1/``; None when it resolves elsewhere; a :class:`Refusal` (400) for
     targets that are not a plain path (absolute-form, ``*``) or hide a separator in a segment.
     """
+    if raw.startswith("/v1/") and "%" not in raw and "/." not in raw and "\\" not in raw:
+        return raw  # the usual request: nothing to decode or resolve
     if not raw.startswith("/"):
         return _bad_path("only origin-form targets (/v1/...) are accepted, not a full URL")
     path, mark, query = raw.partition("?")
-    if "%" not in path and "/." not in path and "\\" not in path:  # the usual request
+    if "%" not in path and "/." not in path and "\\" not in path:
         return raw if path.startswith("/v1/") else None
     out: list[str] = []
     trailing = False
