@@ -107,7 +107,13 @@ async def test_removing_the_access_key_beyond_loopback_is_refused(
     )
     client = await aiohttp_client(app)
     runtime = app[RUNTIME_KEY]
-    with store.edit() as doc:  # the key removed by hand
+    good = path.read_text()
+    path.write_text(good.replace(f'access_key = "{KEY}"', 'access_key = ""'))  # emptied
+    await wait_for(lambda: "proxy.access_key: must be a non-empty" in (runtime.reload_error or ""))
+    assert (await client.post("/v1/messages", json=BODY)).status == 401
+    path.write_text(good)
+    await wait_for(lambda: runtime.reload_error is None)
+    with store.edit() as doc:  # the key removed
         del doc["proxy"]["access_key"]  # type: ignore[union-attr]
     await wait_for(lambda: runtime.reload_error is not None)
     assert "proxy.access_key: cannot be removed while the proxy listens on 0.0.0.0" in (
