@@ -151,6 +151,10 @@ class ProxySettings:
     port: int = 7860
     access_key: str | None = field(default=None, repr=False)
     drain_timeout: float = 30.0
+    # Host header values accepted besides the proxy's own address ("*": any, needs access_key).
+    allowed_hosts: tuple[str, ...] = ()
+    # Origin header values accepted (browsers send one; SDKs and Claude Code do not).
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,9 @@ class Timeouts:
     first_byte: float = 600.0  # response head of a non-streaming request (whole generation)
     stream_first_byte: float = 60.0  # head and first event of a streaming request
     stream_idle: float = 300.0  # longest silence between two chunks of a stream
+    # A client has this long to send a request's head (from connecting, or from the end of its
+    # previous response: also the idle keep-alive time) and, separately, its body.
+    client_read: float = 60.0
 
 
 @dataclass(frozen=True)

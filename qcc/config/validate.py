@@ -244,22 +244,64 @@ def cluster_from(location: str, name: str, value: object) -> Cluster:
     )
 
 
+def _host_names(location: str, value: object) -> tuple[str, ...]:
+    names = _strings(location, value)
+    for i, name in enumerate(names):
+        if name != "*" and not re.fullmatch(
+            r"[A-Za-z0-9._-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?", name
+        ):
+            raise ConfigValidationError(
+                f"{location}[{i}]",
+                f'\'{name}\' is not a host name (e.g. "myhost.lan" or "myhost.lan:7860")',
+            )
+    return tuple(name.lower() for name in names)
+
+
+def _origins(location: str, value: object) -> tuple[str, ...]:
+    names = _strings(location, value)
+    for i, name in enumerate(names):
+        parts = urlsplit(name)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigValidationError(
+                f"{location}[{i}]", f"'{name}' is not an origin (e.g. \"https://app.example.com\")"
+            )
+    return tuple(name.rstrip("/").lower() for name in names)
+
+
+def _strings(location: str, value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise ConfigValidationError(location, "must be a list of strings")
+    return [_string(f"{location}[{i}]", item) for i, item in enumerate(value)]
+
+
+PROXY_KEYS = ("host", "port", "access_key", "drain_timeout", "allowed_hosts", "allowed_origins")
+
+
 def _proxy(location: str, value: object) -> ProxySettings:
     table = _table(location, value)
-    _no_unknown(location, table, ("host", "port", "access_key", "drain_timeout"))
+    _no_unknown(location, table, PROXY_KEYS)
     default = ProxySettings()
-    return ProxySettings(
+    settings = ProxySettings(
         host=_get(table, location, "host", default.host, _string),
         port=_get(table, location, "port", default.port, _port),
         access_key=_get(table, location, "access_key", None, _string),
         drain_timeout=_get(table, location, "drain_timeout", default.drain_timeout, _seconds),
+        allowed_hosts=_get(table, location, "allowed_hosts", (), _host_names),
+        allowed_origins=_get(table, location, "allowed_origins", (), _origins),
     )
+    if "*" in settings.allowed_hosts and settings.access_key is None:
+        raise ConfigValidationError(
+            f"{location}.allowed_hosts",
+            '"*" (any Host) needs proxy.access_key: without it any web page could use the '
+            "proxy through DNS rebinding; set access_key or list the host names",
+        )
+    return settings
 
 
 def _timeouts(location: str, value: object) -> Timeouts:
     table = _table(location, value)
     default = Timeouts()
-    keys = ("connect", "first_byte", "stream_first_byte", "stream_idle")
+    keys = ("connect", "first_byte", "stream_first_byte", "stream_idle", "client_read")
     _no_unknown(location, table, keys)
     return Timeouts(**{k: _get(table, location, k, getattr(default, k), _seconds) for k in keys})
 

@@ -4,6 +4,10 @@ Inside :func:`lifecycle`, before ``yield``: the request path's :class:`UpstreamC
 probes' ``ClientSession``, the :class:`Runtime`, the health monitor task and the config watcher
 task. After ``yield``: the tasks are cancelled and awaited, then the client and the session are
 closed. Nothing outlives the app.
+
+Every request first passes :func:`edge` (the rules of :mod:`qcc.proxy.guard`): Host and Origin,
+the normalised target, and for API requests the access key, the body read within
+``timeouts.client_read`` and the decoded copy of an encoded body.
 """
 
 from __future__ import annotations
@@ -11,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from qcc import logs
 from qcc.config.model import Config
@@ -23,6 +29,8 @@ from qcc.config.store import ConfigStore
 from qcc.health.monitor import HealthMonitor
 from qcc.proxy import admin, metrics, usage
 from qcc.proxy.forward import handle_api
+from qcc.proxy.guard import TARGET, VIEW, Refusal, api_target, decoded_view
+from qcc.proxy.messages import error_body
 from qcc.proxy.pool import AccountPool
 from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
@@ -30,6 +38,7 @@ from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
 
 log = logging.getLogger("qcc.proxy")
+edge_log = logging.getLogger("qcc.edge")
 
 MAX_REQUEST_BODY = 64 * 1024 * 1024  # the Messages API takes up to 32 MB
 
@@ -58,17 +67,136 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         log.error("background task %s crashed: %r", task.get_name(), task.exception())
 
 
+def _refuse(refusal: Refusal) -> web.Response:
+    return web.Response(
+        status=refusal.status,
+        body=error_body(refusal.kind, refusal.message),
+        content_type="application/json",
+    )
+
+
+def _forbidden(message: str) -> web.Response:
+    return _refuse(Refusal(403, "permission_error", message))
+
+
+class _ClosingResponse(web.Response):
+    """Closes the connection once sent: the rest of a body that came too slowly is not waited
+    for (aiohttp would otherwise linger up to 10 s reading it)."""
+
+    def __init__(self, request: web.Request, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._closing = request
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        self._closing.protocol.force_close()
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The proxy's edge rules, for every route (see :mod:`qcc.proxy.guard`)."""
+    rt = request.app[RUNTIME_KEY]
+    headers = request.headers
+    host = headers.get("host")
+    if not rt.edge.host_ok(host, request.protocol.sockname):
+        shown = (host or "")[:100]
+        edge_log.warning("refused a request for Host %r: not this proxy's address", shown)
+        return _forbidden(
+            f"qcc: Host {shown!r} is not this proxy's address; if you reach the proxy under "
+            "that name, add it to [proxy] allowed_hosts in config.toml"
+        )
+    origin = headers.get("origin")
+    if origin is not None and not rt.edge.origin_ok(origin):
+        shown = origin[:100]
+        edge_log.warning("refused a request from a web page (Origin %r)", shown)
+        return _forbidden(
+            f"qcc: requests from web pages (Origin {shown!r}) are refused; to allow this one, "
+            "add it to [proxy] allowed_origins in config.toml"
+        )
+    target = api_target(request.raw_path)
+    if isinstance(target, Refusal):
+        edge_log.warning("refused a request: %s", target.message.removeprefix("qcc: "))
+        return _refuse(target)
+    if request.match_info.handler is not handle_api:
+        return await handler(request)
+    if target is None:
+        return _refuse(
+            Refusal(404, "not_found_error", "qcc: only paths inside /v1/ are forwarded to accounts")
+        )
+    request[TARGET] = target
+    if not rt.authorized(request):
+        return admin.unauthorized()
+    if not request.content.is_eof():  # the body did not come with the head: bound its wait
+        try:
+            async with asyncio.timeout(rt.config.timeouts.client_read):
+                await request.read()
+        except TimeoutError:
+            edge_log.warning(
+                "cut a client that did not send its request body within %gs (timeouts.client_read)",
+                rt.config.timeouts.client_read,
+            )
+            refusal = Refusal(408, "timeout_error", "qcc: the request body did not arrive in time")
+            return _ClosingResponse(
+                request,
+                status=refusal.status,
+                body=error_body(refusal.kind, refusal.message),
+                content_type="application/json",
+            )
+    encoding = headers.get("content-encoding")
+    if encoding is not None:
+        view = decoded_view(await request.read(), encoding, request.app[BODY_LIMIT])
+        if isinstance(view, Refusal):
+            edge_log.warning("refused a request body: %s", view.message.removeprefix("qcc: "))
+            return _refuse(view)
+        request[VIEW] = view
+    return await handler(request)
+
+
+class ParseErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger for this app: a request it cannot parse is one warning line that
+    names the error's kind only. aiohttp's own report quotes the offending bytes (a header line,
+    the client's key with it) and a traceback."""
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            self.logger.warning(
+                "refused a malformed request (%s, HTTP %s); its content is not logged",
+                type(exc).__name__,
+                exc.code,
+            )
+            return
+        self.logger.error(msg, *args, exc_info=exc_info, **kw)
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        return msg, kwargs
+
+
+BODY_LIMIT = web.AppKey("qcc_body_limit", int)
+
+
 def create_app(
     config: Config,
     cluster_name: str,
     *,
+    host: str | None = None,
     store: ConfigStore | None = None,
     monitor: bool = True,
     reload_interval: float = 0.5,
     persist_usage: bool = True,
     on_ready: Callable[[Runtime], None] | None = None,
 ) -> web.Application:
-    """Build the proxy app for one cluster. ``store`` enables hot reload of that file."""
+    """Build the proxy app for one cluster. ``store`` enables hot reload of that file.
+
+    ``host``: the address the proxy listens on (default: ``proxy.host``), for the Host rule and
+    the bind rule on reload.
+    """
+    listen_host = host or config.proxy.host
     config.cluster(cluster_name)  # fail early on an unknown cluster
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -84,6 +212,7 @@ def create_app(
             budget=RetryBudget(config.retry),
             client=client,
             session=session,
+            listen_host=listen_host,
         )
         app[RUNTIME_KEY] = runtime
         app[metrics.REGISTRY_KEY] = metrics.new_registry(runtime)  # read by /metrics
@@ -110,7 +239,19 @@ def create_app(
             client.close()
             await session.close()
 
-    app = web.Application(client_max_size=MAX_REQUEST_BODY)
+    app = web.Application(
+        client_max_size=MAX_REQUEST_BODY,
+        middlewares=[edge],
+        handler_args={
+            # The client's bytes are forwarded as sent, Content-Encoding and all.
+            "auto_decompress": False,
+            # A request head must arrive within client_read of the connection opening or of
+            # the previous response (aiohttp's keep-alive timer also cuts a slow head).
+            "keepalive_timeout": config.timeouts.client_read,
+            "logger": ParseErrorLog(edge_log, {}),
+        },
+    )
+    app[BODY_LIMIT] = MAX_REQUEST_BODY
     app.cleanup_ctx.append(lifecycle)
     # Exact paths first: the router finds them by dict lookup, without a regex.
     for hot in ("/v1/messages", "/v1/messages/count_tokens"):

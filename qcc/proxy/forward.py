@@ -27,9 +27,9 @@ from multidict import CIMultiDict
 from qcc.proxy import sse
 from qcc.proxy.admin import unauthorized
 from qcc.proxy.failed import Failure, all_failed
+from qcc.proxy.guard import TARGET, VIEW, renamed_body
 from qcc.proxy.messages import (
     downstream_headers,
-    rename_model,
     upstream_headers,
     wants_stream,
 )
@@ -100,8 +100,9 @@ class Exchange:
     def __init__(self, runtime: Runtime, request: web.Request, body: bytes) -> None:
         self.rt = runtime
         self.request = request
-        self.body = body
-        self.stream = request.method == "POST" and wants_stream(body)
+        self.body = body  # forwarded as the client sent it
+        self.view = request.get(VIEW, body)  # read for the stream flag, sticky key, rename
+        self.stream = request.method == "POST" and wants_stream(self.view)
         self.failures: list[Failure] = []
         self.rid = f"{runtime.requests:06x}"
         self.started = 0.0  # loop time the client's request began here
@@ -114,7 +115,7 @@ class Exchange:
         rt, loop = self.rt, asyncio.get_running_loop()
         pool = rt.pool
         started = self.started = loop.time()
-        session = session_key(self.request.headers, self.body) if pool.cluster.sticky else None
+        session = session_key(self.request.headers, self.view) if pool.cluster.sticky else None
         rt.budget.record_request(started)
         tried: set[str] = set()
         budget_exhausted = False
@@ -181,11 +182,13 @@ class Exchange:
         account = member.account
         client = rt.client
         origin = client.origin(account.base_url)
-        data = rename_model(self.body, account.models) if account.models else self.body
+        data = self.body
+        if account.models:
+            data = renamed_body(data, self.view, self.request.headers, account.models)
         method = self.request.method
         head = render_head(
             method,
-            origin.prefix + self.request.raw_path,
+            origin.prefix + self.request[TARGET],
             origin.host_header,
             upstream_headers(self.request.headers, member.header, identity=self.stream),
             len(data),

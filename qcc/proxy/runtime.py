@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from qcc.config.model import Cluster, Config
+from qcc.proxy.guard import EdgePolicy
 from qcc.proxy.pool import AccountPool
 from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
@@ -34,6 +35,11 @@ class Runtime:
     reloads: int = 0
     reload_error: str | None = None
     access: Callable[[str], None] = field(default=logging.getLogger("qcc.access").info)
+    listen_host: str = "127.0.0.1"  # where the proxy listens (the bind rule is checked on reload)
+    edge: EdgePolicy = field(init=False)  # Host/Origin rules, rebuilt with each config
+
+    def __post_init__(self) -> None:
+        self.edge = EdgePolicy(self.config.proxy, self.listen_host)
 
     @property
     def cluster(self) -> Cluster:
@@ -45,6 +51,7 @@ class Runtime:
         if config.retry != self.config.retry:
             self.budget = RetryBudget(config.retry)
         self.config = config  # timeouts are read from it by every attempt
+        self.edge = EdgePolicy(config.proxy, self.listen_host)
         self.pool.apply(cluster, config.health, now=asyncio.get_running_loop().time())
         self.reloads += 1
 

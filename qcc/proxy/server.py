@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
-import ipaddress
 import logging
+import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -23,27 +25,49 @@ from qcc.config.model import Config
 from qcc.config.store import ConfigStore
 from qcc.errors import ProxyError
 from qcc.proxy.app import create_app
+from qcc.proxy.guard import check_bind as check_bind  # re-exported for the CLI
 from qcc.proxy.runtime import Runtime
 
 log = logging.getLogger("qcc.proxy")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# Errors of accept() that mean "out of resources": the loop reports each one (asyncio retries
+# the listening socket every second), so they are logged once per interval, with a count.
+RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+RESOURCE_LOG_INTERVAL = 60.0
 
 
-def check_bind(config: Config, host: str) -> None:
-    """Refuse to expose accounts beyond this machine without an access key."""
-    if not is_loopback(host) and config.proxy.access_key is None:
-        raise ProxyError(
-            f"refusing to listen on {host} without an access key: anyone who can reach it "
-            "could spend your accounts; set proxy.access_key in config.toml, or use 127.0.0.1"
-        )
+class LoopErrors:
+    """The event loop's exception handler: out-of-descriptor errors rate-limited, the rest as
+    asyncio would report them (to the ``qcc`` log, not to a bare stderr)."""
+
+    def __init__(
+        self, interval: float = RESOURCE_LOG_INTERVAL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.suppressed = 0
+        self._last: float | None = None
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in RESOURCE_ERRNOS:
+            now = self.clock()
+            if self._last is not None and now - self._last < self.interval:
+                self.suppressed += 1
+                return
+            more = f" ({self.suppressed} more since the last report)" if self.suppressed else ""
+            self._last, self.suppressed = now, 0
+            log.error(
+                "cannot accept connections: %s%s; clients are refused until descriptors free "
+                "up (raise the limit with 'ulimit -n'); reported at most every %gs",
+                os.strerror(exc.errno or 0),
+                more,
+                self.interval,
+            )
+            return
+        message = context.get("message") or "unhandled error in the event loop"
+        log.error("%s", message, exc_info=exc if isinstance(exc, BaseException) else None)
 
 
 def url_for(host: str, port: int) -> str:
@@ -64,7 +88,7 @@ async def serve(
     """Serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
     check_bind(config, host)
     runtimes: list[Runtime] = []
-    app = create_app(config, cluster_name, store=store, on_ready=runtimes.append)
+    app = create_app(config, cluster_name, host=host, store=store, on_ready=runtimes.append)
     runner = web.AppRunner(
         app,
         handler_cancellation=True,  # a client that goes away cancels its upstream request
@@ -90,6 +114,7 @@ async def serve(
             raise ProxyError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(LoopErrors())
         if sys.platform != "win32":
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
