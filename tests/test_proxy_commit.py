@@ -302,8 +302,9 @@ async def test_client_leaving_after_the_deadline_counts_the_timeout(
     payload = json.dumps(BODY).encode()
     sock = socket.create_connection(("127.0.0.1", h.client.port))
     sock.sendall(
-        b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\n\r\n%s" % (len(payload), payload)
+        b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (h.client.port, len(payload), payload)
     )
     await wait_for(lambda: h.upstreams["a"].requests)
     time.sleep(0.55)  # noqa: ASYNC251 -- the loop is blocked past first_byte (0.5 s) on purpose
