@@ -5,7 +5,9 @@ stream of :data:`EVENTS` events written in three writes. ``?slow=SECONDS`` (or t
 ``x-bench-slow``) spreads the stream over that many seconds in ``?ticks=N`` writes (default 20):
 the first write carries ``message_start`` at once, the last one ``message_stop``.
 
-Every response is rendered once at start-up; a handler only reads the body and writes bytes.
+Every response is rendered once at start-up, from :mod:`qcc.wire` (the builders the fake account
+of the tests uses, so the benchmark streams what the tests check); a handler only reads the body
+and writes bytes.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import re
 import resource
 import sys
@@ -21,68 +22,37 @@ from typing import Any
 
 from aiohttp import web
 
+from qcc import wire
+
 EVENTS = 100  # message_start, content_block_start, deltas, content_block_stop, message_delta, stop
 DELTAS = EVENTS - 5
-USAGE = {
-    "input_tokens": 12,
-    "output_tokens": DELTAS,
-    "cache_read_input_tokens": 30,
-    "cache_creation_input_tokens": 5,
-}
+MESSAGE_DOC = wire.message(
+    "Hello from the bench upstream.",
+    id="msg_bench",
+    model="claude-bench",
+    usage=wire.token_usage(output_tokens=DELTAS),
+)
 _STREAM_RE = re.compile(rb'"stream"\s*:\s*true')
 
 
-def _event(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def _events(events: list[wire.Event]) -> bytes:
+    return wire.sse_stream(events, compact=True)  # compact JSON, as api.anthropic.com sends it
 
 
-def _message(**overrides: Any) -> dict[str, Any]:
-    message = {
-        "id": "msg_bench",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-bench",
-        "content": [{"type": "text", "text": "Hello from the bench upstream."}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": USAGE,
-    }
-    return message | overrides
-
-
-MESSAGE = json.dumps(_message(), separators=(",", ":")).encode()
-HEAD = _event(
-    "message_start",
-    {
-        "type": "message_start",
-        "message": _message(content=[], stop_reason=None, usage=USAGE | {"output_tokens": 1}),
-    },
-) + _event(
-    "content_block_start",
-    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+MESSAGE = wire.encode(MESSAGE_DOC, compact=True)
+STREAM_EVENTS = wire.stream_events(
+    MESSAGE_DOC, [f"word{i} " for i in range(DELTAS)], with_ping=False
 )
-DELTA_EVENTS = [
-    _event(
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}},
-    )
-    for w in (f"word{i} " for i in range(DELTAS))
-]
-TAIL = (
-    _event("content_block_stop", {"type": "content_block_stop", "index": 0})
-    + _event(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": DELTAS},
-        },
-    )
-    + _event("message_stop", {"type": "message_stop"})
-)
+assert len(STREAM_EVENTS) == EVENTS
+HEAD = _events(STREAM_EVENTS[:2])
+DELTA_EVENTS = [_events([event]) for event in STREAM_EVENTS[2:-3]]
+TAIL = _events(STREAM_EVENTS[-3:])
 FAST_STREAM = (HEAD, b"".join(DELTA_EVENTS), TAIL)
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 JSON_HEADERS = {"Content-Type": "application/json"}
+COUNT = wire.encode(wire.token_count(3), compact=True)
+MODELS = wire.encode(wire.models("claude-bench"), compact=True)
+NOT_FOUND = wire.encode(wire.error("not_found_error", "bench: not found"), compact=True)
 _slow_cache: dict[int, list[bytes]] = {}
 
 
@@ -124,10 +94,10 @@ async def handle(request: web.BaseRequest) -> web.StreamResponse:
             return await _stream(request, float(slow), int(request.query.get("ticks", "20")))
         return web.Response(body=MESSAGE, headers=JSON_HEADERS)
     if path == "/v1/messages/count_tokens":
-        return web.Response(body=b'{"input_tokens":3}', headers=JSON_HEADERS)
+        return web.Response(body=COUNT, headers=JSON_HEADERS)
     if path == "/v1/models":
-        return web.Response(body=b'{"data":[{"id":"claude-bench","type":"model"}]}')
-    return web.Response(status=404, body=b'{"type":"error"}', headers=JSON_HEADERS)
+        return web.Response(body=MODELS, headers=JSON_HEADERS)
+    return web.Response(status=404, body=NOT_FOUND, headers=JSON_HEADERS)
 
 
 def raise_fd_limit() -> None:

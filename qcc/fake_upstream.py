@@ -3,6 +3,7 @@
 It speaks enough of the API for Claude Code and the official SDK: ``POST /v1/messages`` (JSON or
 SSE), ``POST /v1/messages/count_tokens`` and ``GET /v1/models``. A :class:`Behavior` decides how
 each request is answered; tests change it between requests. Every request is recorded.
+Every document it sends is built by :mod:`qcc.wire`, as the benchmark's upstream's are.
 """
 
 from __future__ import annotations
@@ -15,16 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    529: "overloaded_error",
-}
+from qcc import wire
 
 
 @dataclass
@@ -51,14 +43,7 @@ class Behavior:
     chunked: bool = False  # with mode cut_body: no Content-Length, chunked framing
     echo_key: bool = False  # error bodies quote the key received ("invalid x-api-key: sk-…")
     text: str = "Hello from a fake account."
-    usage: dict[str, int] = field(
-        default_factory=lambda: {
-            "input_tokens": 12,
-            "output_tokens": 7,
-            "cache_read_input_tokens": 30,
-            "cache_creation_input_tokens": 5,
-        }
-    )
+    usage: dict[str, int] = field(default_factory=wire.token_usage)
 
 
 @dataclass
@@ -103,9 +88,9 @@ class FakeUpstream:
                 key = request.headers.get("x-api-key", "") if b.echo_key else None
                 return self.error(status, b.headers, key)
             if request.path == "/v1/models":
-                return web.json_response({"data": [{"id": "claude-haiku-4-5", "type": "model"}]})
+                return web.json_response(wire.models("claude-haiku-4-5"))
             if request.path == "/v1/messages/count_tokens":
-                return web.json_response({"input_tokens": 3})
+                return web.json_response(wire.token_count(3))
             if request.path != "/v1/messages":
                 return self.error(404, {})
             payload = json.loads(body or b"{}")
@@ -123,13 +108,12 @@ class FakeUpstream:
             raise
 
     def error(self, status: int, headers: dict[str, str], key: str | None = None) -> web.Response:
-        kind = ERROR_TYPES.get(status, "api_error")
+        kind = wire.error_type(status)
         message = f"{self.name}: {kind}" if key is None else f"invalid x-api-key: {key}"
-        body = {"type": "error", "error": {"type": kind, "message": message}}
-        return web.json_response(body, status=status, headers=headers)
+        return web.json_response(wire.error(kind, message), status=status, headers=headers)
 
     async def cut_body(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
-        body = json.dumps(self.message(payload)).encode()
+        body = wire.encode(self.message(payload))
         response = web.StreamResponse(headers={"content-type": "application/json"})
         if not self.behavior.chunked:
             response.content_length = len(body)
@@ -141,64 +125,13 @@ class FakeUpstream:
         return response
 
     def message(self, payload: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "id": f"msg_{self.name}",
-            "type": "message",
-            "role": "assistant",
-            "model": payload.get("model", "claude-test"),
-            "content": [{"type": "text", "text": self.behavior.text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": dict(self.behavior.usage),
-        }
-
-    def events(self, payload: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         b = self.behavior
-        start_usage = {k: v for k, v in b.usage.items() if k != "output_tokens"}
-        message = self.message(payload) | {
-            "content": [],
-            "stop_reason": None,
-            "usage": start_usage | {"output_tokens": 1},
-        }
-        size = -(-len(b.text) // b.deltas) if b.deltas else 0  # ceil: contiguous pieces
-        chunks = [b.text[i : i + size] for i in range(0, len(b.text), size)] if size else []
-        chunks += [""] * (b.deltas - len(chunks))
-        events: list[tuple[str, dict[str, Any]]] = [
-            ("message_start", {"type": "message_start", "message": message}),
-            (
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            ),
-            ("ping", {"type": "ping"}),
-        ]
-        for chunk in chunks:
-            events.append(
-                (
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": chunk},
-                    },
-                )
-            )
-        events += [
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": b.usage["output_tokens"]},
-                },
-            ),
-            ("message_stop", {"type": "message_stop"}),
-        ]
-        return events
+        model = payload.get("model", "claude-test")
+        return wire.message(b.text, id=f"msg_{self.name}", model=model, usage=b.usage)
+
+    def events(self, payload: dict[str, Any]) -> list[wire.Event]:
+        b = self.behavior
+        return wire.stream_events(self.message(payload), wire.split_text(b.text, b.deltas))
 
     async def stream(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
         b = self.behavior
@@ -206,22 +139,15 @@ class FakeUpstream:
             headers={"content-type": "text/event-stream", "cache-control": "no-cache"} | b.headers
         )
         await response.prepare(request)
+        overloaded = wire.sse("error", wire.error("overloaded_error", "Overloaded"))
         if b.mode == "error_event":
-            error = {
-                "type": "error",
-                "error": {"type": "overloaded_error", "message": "Overloaded"},
-            }
-            await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+            await response.write(overloaded)
             return response
         deltas = 0
         for name, data in self.events(payload):
             if name == "content_block_delta":
                 if b.mode == "error_after_start":
-                    error = {
-                        "type": "error",
-                        "error": {"type": "overloaded_error", "message": "Overloaded"},
-                    }
-                    await response.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+                    await response.write(overloaded)
                     return response
                 if b.mode == "reset_after_start" or (
                     b.mode == "die_after" and deltas >= b.die_after
@@ -233,7 +159,7 @@ class FakeUpstream:
                 if b.mode == "stall_after" and deltas >= b.die_after:
                     await asyncio.sleep(3600)
                 deltas += 1
-            await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+            await response.write(wire.sse(name, data))
             if b.interval:
                 await asyncio.sleep(b.interval)
         await response.write_eof()

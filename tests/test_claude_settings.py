@@ -1,4 +1,4 @@
-"""claude_settings: the proxy env, shell lines, and a settings.json edit that undoes exactly."""
+"""claude_settings: a settings.json edit that undoes exactly, under a lock, from a typed record."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 from qcc import claude_settings as cs
 from qcc.config.model import Config, ProxySettings
-from qcc.errors import QccError
 
 ACCESS_KEY = "qcc-access-SECRETSECRETSECRET-9z8y"
 ENV = {cs.BASE_URL_KEY: "http://127.0.0.1:7860", cs.TOKEN_KEY: "qcc"}
@@ -67,94 +67,7 @@ def config(host: str = "127.0.0.1", port: int = 7860, key: str | None = None) ->
     return Config(proxy=ProxySettings(host=host, port=port, access_key=key))
 
 
-# --- proxy_env ---------------------------------------------------------------------------------
-
-
-def test_proxy_env_defaults_to_placeholder_token() -> None:
-    assert cs.proxy_env(Config()) == {
-        "ANTHROPIC_BASE_URL": "http://127.0.0.1:7860",
-        "ANTHROPIC_AUTH_TOKEN": "qcc",
-    }
-
-
-def test_proxy_env_uses_access_key_as_auth_token_never_api_key() -> None:
-    env = cs.proxy_env(config(port=9000, key=ACCESS_KEY))
-    assert env == {
-        "ANTHROPIC_BASE_URL": "http://127.0.0.1:9000",
-        "ANTHROPIC_AUTH_TOKEN": ACCESS_KEY,
-    }
-    assert "ANTHROPIC_API_KEY" not in env
-
-
-@pytest.mark.parametrize(
-    ("host", "url"),
-    [
-        ("0.0.0.0", "http://127.0.0.1:7860"),
-        ("::", "http://[::1]:7860"),
-        ("::1", "http://[::1]:7860"),
-        ("localhost", "http://localhost:7860"),
-        ("192.168.1.5", "http://192.168.1.5:7860"),
-    ],
-)
-def test_proxy_env_url_from_host(host: str, url: str) -> None:
-    assert cs.proxy_env(config(host=host))["ANTHROPIC_BASE_URL"] == url
-
-
-def test_proxy_env_explicit_url() -> None:
-    env = cs.proxy_env(Config(), url="http://127.0.0.1:5555/")
-    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:5555"
-
-
-def test_display_value_masks_secrets_only() -> None:
-    assert cs.display_value(cs.TOKEN_KEY, ACCESS_KEY) == "qcc-acc…9z8y"
-    assert cs.display_value(cs.TOKEN_KEY, "qcc") == "qcc"
-    assert cs.display_value(cs.BASE_URL_KEY, "http://x:1") == "http://x:1"
-
-
-# --- shell lines -------------------------------------------------------------------------------
-
-
-def test_shell_lines_posix() -> None:
-    for shell in ("sh", "bash", "zsh"):
-        assert cs.shell_lines(ENV, shell) == (
-            "export ANTHROPIC_BASE_URL='http://127.0.0.1:7860'\nexport ANTHROPIC_AUTH_TOKEN='qcc'\n"
-        )
-
-
-def test_shell_lines_fish_and_powershell() -> None:
-    assert cs.shell_lines(ENV, "fish") == (
-        "set -gx ANTHROPIC_BASE_URL 'http://127.0.0.1:7860'\nset -gx ANTHROPIC_AUTH_TOKEN 'qcc'\n"
-    )
-    assert cs.shell_lines(ENV, "powershell") == (
-        '$env:ANTHROPIC_BASE_URL = "http://127.0.0.1:7860"\n$env:ANTHROPIC_AUTH_TOKEN = "qcc"\n'
-    )
-
-
-def test_shell_lines_quote_hostile_values() -> None:
-    env = {"K": 'it\'s $HOME `x` "q" \\ ;rm'}
-    assert cs.shell_lines(env, "bash") == "export K='it'\"'\"'s $HOME `x` \"q\" \\ ;rm'\n"
-    assert cs.shell_lines(env, "fish") == "set -gx K 'it\\'s $HOME `x` \"q\" \\\\ ;rm'\n"
-    assert cs.shell_lines(env, "powershell") == '$env:K = "it\'s `$HOME ``x`` `"q`" \\ ;rm"\n'
-
-
-def test_shell_lines_unknown_shell() -> None:
-    with pytest.raises(QccError, match=r"unknown shell 'csh'; use one of sh, bash, zsh"):
-        cs.shell_lines(ENV, "csh")
-
-
-@pytest.mark.parametrize(
-    ("shell_var", "expected"),
-    [
-        ("/bin/bash", "bash"),
-        ("/usr/bin/zsh", "zsh"),
-        ("/opt/homebrew/bin/fish", "fish"),
-        ("/usr/bin/pwsh", "powershell"),
-        ("/bin/dash", "sh"),
-        ("/bin/tcsh", "sh"),
-    ],
-)
-def test_detect_shell(shell_var: str, expected: str) -> None:
-    assert cs.detect_shell({"SHELL": shell_var}) == expected
+# --- where the files are -------------------------------------------------------------------------
 
 
 def test_settings_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -492,3 +405,123 @@ def test_failed_write_leaves_no_backup_record(
     with pytest.raises(cs.ClaudeSettingsError):
         cs.enable(settings, {**ENV, cs.TOKEN_KEY: ACCESS_KEY}, backup)
     assert backup.read_bytes() == record  # the first enable's record still describes the file
+
+
+# --- the backup record: qcc 0.1's format, read strictly, under a lock ------------------------
+
+ORIGINAL_01 = (
+    b'{\n    "model": "opus",\n    "env": {"ANTHROPIC_BASE_URL": "https://relay", "A": "1"}\n}\n'
+)
+ENABLED_01 = (
+    b'{\n    "model": "opus",\n    "env": {\n        "ANTHROPIC_BASE_URL": "http://127.0.0.1:7860",'
+    b'\n        "A": "1",\n        "ANTHROPIC_AUTH_TOKEN": "qcc"\n    }\n}\n'
+)
+
+
+def record_01(settings: Path) -> str:
+    """What qcc 0.1's ``enable`` wrote for ORIGINAL_01 and ENV (captured from that code)."""
+    return """{
+  "version": 1,
+  "settings_path": "@PATH@",
+  "existed": true,
+  "dir_existed": true,
+  "env_existed": true,
+  "previous": {
+    "ANTHROPIC_BASE_URL": "https://relay",
+    "ANTHROPIC_AUTH_TOKEN": null
+  },
+  "applied": {
+    "ANTHROPIC_BASE_URL": "eebdc588919d24f8e430f458f27d5ee5f631f98e3b28abd6960e5ebc1b32b692",
+    "ANTHROPIC_AUTH_TOKEN": "b2036569e22b806e617e5e508226d0c48e95d05c75f5681805db240d99f419f6"
+  },
+  "original_sha256": "71302b34f35f19c5fbedf0f1cd87250881c622828821ced291745588ab72dc50"
+}
+""".replace('"@PATH@"', json.dumps(str(settings.absolute())))
+
+
+def test_backup_written_by_qcc_0_1_restores(settings: Path, backup: Path) -> None:
+    settings.parent.mkdir()
+    settings.write_bytes(ENABLED_01)
+    backup.parent.mkdir()
+    backup.write_text(record_01(settings))
+    cs.copy_path_for(backup).write_bytes(ORIGINAL_01)
+    result = cs.disable(settings, backup)
+    assert settings.read_bytes() == ORIGINAL_01
+    assert [(c.key, c.action) for c in result.changes] == [
+        (cs.BASE_URL_KEY, "restored"),
+        (cs.TOKEN_KEY, "removed"),
+    ]
+    assert not backup.exists()
+
+
+def test_enable_writes_the_0_1_record_byte_for_byte(settings: Path, backup: Path) -> None:
+    settings.parent.mkdir()
+    settings.write_bytes(ORIGINAL_01)
+    cs.enable(settings, ENV, backup)
+    assert settings.read_bytes() == ENABLED_01
+    assert backup.read_text() == record_01(settings)
+
+
+def _without(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda doc: doc | {"version": 2}, "version 2, this qcc reads version 1"),
+        (lambda doc: _without(doc, "version"), "version null, this qcc reads version 1"),
+        (lambda doc: doc | {"version": True}, "version true, this qcc reads version 1"),
+        (lambda doc: [doc], "not a JSON object"),
+        (lambda doc: _without(doc, "existed"), 'no "existed"'),
+        (lambda doc: doc | {"dir_existed": "yes"}, '"dir_existed" is not true or false'),
+        (lambda doc: doc | {"env_existed": 1}, '"env_existed" is not true or false'),
+        (lambda doc: doc | {"settings_path": ""}, '"settings_path" is empty'),
+        (lambda doc: doc | {"settings_path": None}, '"settings_path" is not a path'),
+        (lambda doc: doc | {"previous": []}, '"previous" is not an object'),
+        (lambda doc: _without(doc, "applied"), 'no "applied"'),
+        (lambda doc: doc | {"applied": {"K": "abc"}}, '"applied.K" is not a sha256 hex digest'),
+        (lambda doc: doc | {"original_sha256": 5}, '"original_sha256" is not a sha256 hex'),
+    ],
+)
+def test_malformed_record_is_one_clear_error(
+    settings: Path, backup: Path, change: Any, reason: str
+) -> None:
+    settings.parent.mkdir()
+    settings.write_bytes(ENABLED_01)
+    backup.parent.mkdir()
+    raw = json.dumps(change(json.loads(record_01(settings))), indent=2).encode()
+    backup.write_bytes(raw)
+    for attempt in (lambda: cs.disable(settings, backup), lambda: cs.enable(settings, ENV, backup)):
+        with pytest.raises(cs.ClaudeSettingsError) as info:
+            attempt()
+        text = str(info.value)
+        assert "\n" not in text
+        assert f"the backup {backup} is damaged ({reason}" in text
+        assert text.endswith(
+            "restore settings.json by hand (a copy of the original may be at "
+            f"{cs.copy_path_for(backup)}) and delete the backup"
+        )
+        assert settings.read_bytes() == ENABLED_01
+        assert backup.read_bytes() == raw
+
+
+def test_enable_and_disable_take_the_lock_beside_the_backup(settings: Path, backup: Path) -> None:
+    original = write(settings, SETTINGS)
+    backup.parent.mkdir(parents=True)
+    other = FileLock(str(backup.parent / f".{backup.name}.lock"))  # another qcc process
+    busy = r"another qcc process is changing Claude Code's settings \(lock .*\); try again"
+    with other, pytest.raises(cs.ClaudeSettingsError, match=busy):
+        cs.enable(settings, ENV, backup, lock_timeout=0.05)
+    assert settings.read_bytes() == original
+    assert not backup.exists()
+
+    cs.enable(settings, ENV, backup)
+    enabled = settings.read_bytes()
+    with other, pytest.raises(cs.ClaudeSettingsError, match=busy):
+        cs.disable(settings, backup, lock_timeout=0.05)
+    assert settings.read_bytes() == enabled
+    assert backup.exists()
+    cs.disable(settings, backup)
+    assert settings.read_bytes() == original
+    assert not (settings.parent / f".{backup.name}.lock").exists()  # nothing left in ~/.claude

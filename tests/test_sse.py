@@ -1,4 +1,7 @@
-"""The proxy's SSE helpers: event parsing before commit, watching after, usage extraction."""
+"""The proxy's SSE helpers: event parsing before commit, watching after, usage extraction.
+
+The streams are built by :mod:`qcc.wire`, in both JSON spacings an account may send.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +11,35 @@ import zlib
 
 import pytest
 
+from qcc import wire
 from qcc.proxy import sse
 
-STREAM = (
-    b'event: message_start\ndata: {"type":"message_start","message":{"usage":'
-    b'{"input_tokens":10,"cache_creation_input_tokens":2,"cache_read_input_tokens":30,'
-    b'"output_tokens":1}}}\n\n'
-    b'event: ping\ndata: {"type": "ping"}\n\n'
-    b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"hi"}}\n\n'
-    b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},'
-    b'"usage":{"output_tokens":42}}\n\n'
-    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+MESSAGE = wire.message(
+    "hi",
+    usage=wire.token_usage(
+        input_tokens=10, output_tokens=42, cache_read_input_tokens=30, cache_creation_input_tokens=2
+    ),
 )
+EVENTS = wire.stream_events(MESSAGE)
+# api.anthropic.com sends compact JSON; the fake account json.dumps' default spacing.
+STREAMS = {
+    "compact": wire.sse_stream(EVENTS, compact=True),
+    "spaced": wire.sse_stream(EVENTS),
+}
+STREAM = STREAMS["compact"]
+both_forms = pytest.mark.parametrize("form", list(STREAMS))
 
 
-def test_next_event_walks_events() -> None:
-    names = []
+@both_forms
+def test_next_event_walks_events(form: str) -> None:
+    stream = STREAMS[form]
+    seen = []
     pos = 0
-    while (event := sse.next_event(STREAM, pos)) is not None:
-        name, _, pos = event
-        names.append(name)
-    assert names == [
-        "message_start",
-        "ping",
-        "content_block_delta",
-        "message_delta",
-        "message_stop",
-    ]
-    assert pos == len(STREAM)
+    while (event := sse.next_event(stream, pos)) is not None:
+        name, data, pos = event
+        seen.append((name, json.loads(data)))
+    assert seen == EVENTS
+    assert pos == len(stream)
 
 
 def test_next_event_crlf_incomplete_and_default_name() -> None:
@@ -46,7 +50,7 @@ def test_next_event_crlf_incomplete_and_default_name() -> None:
 
 
 def test_error_type_and_error_event() -> None:
-    data = json.dumps({"type": "error", "error": {"type": "overloaded_error"}}).encode()
+    data = wire.encode(wire.error("overloaded_error", "Overloaded"))
     assert sse.error_type(data) == "overloaded_error"
     assert sse.error_type(b"not json") == ""
     event = sse.error_event("api_error", "qcc: broke")
@@ -71,20 +75,24 @@ def test_usage_numbers_reads_nested_usage_blocks() -> None:
     assert sse.usage_numbers(b'{"id": "x"}') == {}
 
 
-@pytest.mark.parametrize("size", [1, 3, 7, 16, 50, len(STREAM)])
-def test_watcher_sees_usage_and_stop_whatever_the_chunking(size: int) -> None:
+@both_forms
+@pytest.mark.parametrize("size", [1, 3, 7, 16, 50, 1 << 20])
+def test_watcher_sees_usage_and_stop_whatever_the_chunking(form: str, size: int) -> None:
+    stream = STREAMS[form]
     watcher = sse.StreamWatcher()
-    for i in range(0, len(STREAM), size):
-        watcher.feed(STREAM[i : i + size])
+    for i in range(0, len(stream), size):
+        watcher.feed(stream[i : i + size])
     assert watcher.stopped
     assert watcher.usage == {"output_tokens": 42}
 
 
-def test_watcher_sees_markers_split_anywhere() -> None:
-    for cut in range(1, len(STREAM)):
+@both_forms
+def test_watcher_sees_markers_split_anywhere(form: str) -> None:
+    stream = STREAMS[form]
+    for cut in range(1, len(stream)):
         for second in (cut + 1, cut + 5, cut + 17):
             watcher = sse.StreamWatcher()
-            for piece in (STREAM[:cut], STREAM[cut:second], STREAM[second:]):
+            for piece in (stream[:cut], stream[cut:second], stream[second:]):
                 watcher.feed(piece)
             assert watcher.stopped, (cut, second)
             assert watcher.usage == {"output_tokens": 42}, (cut, second)
@@ -98,8 +106,8 @@ def test_watcher_without_stop_is_not_stopped() -> None:
 
 @pytest.mark.parametrize("encoding", ["identity", "gzip", "deflate"])
 def test_body_tail_reads_usage_through_encodings(encoding: str) -> None:
-    body = json.dumps({"content": "x" * 20000, "usage": {"input_tokens": 7, "output_tokens": 3}})
-    raw = body.encode()
+    usage = wire.token_usage(input_tokens=7, output_tokens=3)
+    raw = wire.encode(wire.message("x" * 20000, usage=usage))
     if encoding == "gzip":
         raw = gzip.compress(raw)
     elif encoding == "deflate":
@@ -107,7 +115,7 @@ def test_body_tail_reads_usage_through_encodings(encoding: str) -> None:
     tail = sse.BodyTail(encoding)
     for i in range(0, len(raw), 1000):
         tail.feed(raw[i : i + 1000])
-    assert tail.usage() == {"input_tokens": 7, "output_tokens": 3}
+    assert tail.usage() == usage
     assert len(tail.tail) <= sse.BodyTail.KEEP
 
 
