@@ -10,6 +10,11 @@ Where things go:
 Rich consoles are built with markup, highlighting and emoji codes off, so names, URLs and
 messages from users print literally (``[bold]`` stays ``[bold]``). Secrets never reach this
 module unmasked: the ``*_dict`` helpers go through :meth:`Credential.masked`.
+
+Tables fit the terminal (:class:`FitTable`): a cell is never broken inside a word. When the
+table is too wide, headers get their short forms, then low-value columns are dropped (in the
+order of :data:`DROP_FIRST`), and free-text columns (:data:`FREE_TEXT`) are shortened at a word
+boundary with an ellipsis. Piped output is not narrowed (see :data:`PIPE_WIDTH`).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 
 from qcc.config.model import Account, Cluster, Config, Credential
@@ -58,11 +65,104 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+# Columns dropped when a table is too wide, first to last; columns not named here stay.
+DROP_FIRST = (
+    "cache read",
+    "models",
+    "since",
+    "tokens in/out",
+    "until",
+    "failures",
+    "priority",
+    "weight",
+    "p50 ms",
+    "req/s",
+)
+# Free text: shortened with "…" at a word boundary to what is left; every other cell is whole.
+FREE_TEXT = frozenset({"reason", "last error", "detail"})
+FREE_MIN = 12
+SHORT_HEADERS = {
+    "requests": "reqs",
+    "failures": "fails",
+    "priority": "prio",
+    "weight": "wt",
+    "enabled": "on",
+    "latency ms": "ms",
+    "tokens in/out": "tok in/out",
+    "credential": "cred",
+}
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` cells at a word boundary, ending with "…" when cut."""
+    if cell_len(text) <= width:
+        return text
+    cut = text[: max(width - 1, 0)]
+    space = cut.rfind(" ")
+    if space >= width // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def _plain(cell: object) -> str:
+    return cell if isinstance(cell, str) else str(getattr(cell, "plain", cell))
+
+
+class FitTable(Table):
+    """A table that fits the width it is rendered in, without breaking a word.
+
+    Rows are added as usual; at render time :meth:`fitted` picks the columns that fit.
+    """
+
+    def fitted(self, width: int) -> Table:
+        headers = [_plain(column.header) for column in self.columns]
+        cells = [[_plain(cell) for cell in column.cells] for column in self.columns]
+        keep = list(range(len(headers)))
+        shown = list(headers)
+
+        def need(i: int) -> int:
+            natural = max([cell_len(shown[i]), *(cell_len(c) for c in cells[i])])
+            return min(natural, FREE_MIN) if headers[i] in FREE_TEXT else natural
+
+        def total() -> int:
+            return sum(need(i) for i in keep) + 3 * len(keep) - 1
+
+        if total() > width:
+            shown = [SHORT_HEADERS.get(h, h) for h in headers]
+            for name in DROP_FIRST:
+                if total() <= width:
+                    break
+                keep = [i for i in keep if headers[i] != name]
+        free = [i for i in keep if headers[i] in FREE_TEXT]
+        fixed = sum(need(i) for i in keep if i not in free) + 3 * len(keep) - 1
+        room = max(FREE_MIN, (width - fixed) // len(free)) if free else 0
+        out = Table(
+            title=self.title,
+            title_justify=self.title_justify,
+            header_style=self.header_style,
+            show_edge=self.show_edge,
+        )
+        for i in keep:
+            out.add_column(shown[i], no_wrap=True, overflow="ellipsis", min_width=need(i))
+        for row in range(self.row_count):
+            out.add_row(
+                *(shorten(cells[i][row], room) if i in free else cells[i][row] for i in keep)
+            )
+        return out
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield self.fitted(options.max_width)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return self.fitted(options.max_width).__rich_measure__(console, options)
+
+
 def table(title: str | None, columns: Sequence[str]) -> Table:
-    """An empty table with the house style; add rows, then ``console().print(t)``."""
-    out = Table(title=title, title_justify="left", header_style="bold", show_edge=False)
+    """An empty table with the house style that fits the terminal; add rows, then
+    ``console().print(t)``."""
+    out = FitTable(title=title, title_justify="left", header_style="bold", show_edge=False)
     for column in columns:
-        out.add_column(column, overflow="fold")
+        out.add_column(column, no_wrap=True)
     return out
 
 
