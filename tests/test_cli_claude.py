@@ -79,7 +79,9 @@ def write_settings(path: Path, data: Any) -> bytes:
     ],
 )  # fmt: skip
 def test_env_per_shell(capsys: pytest.CaptureFixture[str], shell: str, expected: str) -> None:
-    assert qcc(capsys, "claude", "env", "--shell", shell) == (0, expected, "")
+    code, out, err = qcc(capsys, "claude", "env", "--shell", shell)
+    assert (code, out) == (0, expected)
+    assert err.startswith("no qcc proxy is running: using proxy.host/proxy.port of "), err
 
 
 def test_env_default_shell_from_shell_var(
@@ -268,4 +270,5 @@ def test_eval_in_bash(qcc_on_path: dict[str, str], config_dir: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "http://127.0.0.1:7999\nit's a $secret\nhttp://127.0.0.1:7999\n"
-    assert done.stderr == ""
+    assert done.stderr.startswith("no qcc proxy is running:"), done.stderr
+    assert "secret" not in done.stderr

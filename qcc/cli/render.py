@@ -22,13 +22,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.cells import cell_len
-from rich.console import Console, ConsoleOptions, RenderResult
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from qcc.config.model import Account, Cluster, Config, Credential
 
@@ -79,8 +81,10 @@ DROP_FIRST = (
     "req/s",
 )
 # Free text: shortened with "…" at a word boundary to what is left; every other cell is whole.
+# Dropped, when still too wide, if every row holds the same value.
+DROP_IF_SAME = frozenset({"cluster", "enabled"})
 FREE_TEXT = frozenset({"reason", "last error", "detail"})
-FREE_MIN = 12
+FREE_MIN = 16
 SHORT_HEADERS = {
     "requests": "reqs",
     "failures": "fails",
@@ -111,17 +115,22 @@ def _plain(cell: object) -> str:
 class FitTable(Table):
     """A table that fits the width it is rendered in, without breaking a word.
 
-    Rows are added as usual; at render time :meth:`fitted` picks the columns that fit.
+    Rows are added as usual; at render time :meth:`fitted` picks the columns that fit. When
+    even the columns that cannot go do not fit side by side (long names and URLs on a narrow
+    terminal), each row is shown as a small block of ``column value`` lines instead.
     """
 
-    def fitted(self, width: int) -> Table:
+    def fitted(self, width: int) -> RenderableType:
         headers = [_plain(column.header) for column in self.columns]
         cells = [[_plain(cell) for cell in column.cells] for column in self.columns]
         keep = list(range(len(headers)))
         shown = list(headers)
 
+        def need_full(i: int) -> int:
+            return max([cell_len(shown[i]), *(cell_len(c) for c in cells[i])])
+
         def need(i: int) -> int:
-            natural = max([cell_len(shown[i]), *(cell_len(c) for c in cells[i])])
+            natural = need_full(i)
             return min(natural, FREE_MIN) if headers[i] in FREE_TEXT else natural
 
         def total() -> int:
@@ -133,11 +142,25 @@ class FitTable(Table):
                 if total() <= width:
                     break
                 keep = [i for i in keep if headers[i] != name]
-        free = [i for i in keep if headers[i] in FREE_TEXT]
-        fixed = sum(need(i) for i in keep if i not in free) + 3 * len(keep) - 1
-        room = max(FREE_MIN, (width - fixed) // len(free)) if free else 0
+            if total() > width and self.row_count > 1:  # the same in every row: not worth it
+                keep = [i for i in keep if headers[i] not in DROP_IF_SAME or len(set(cells[i])) > 1]
+            if total() > width:
+                return self._blocks(headers, cells, width)
+        # What is left goes to the free-text columns, the shortest first, each taking only
+        # what it needs, so a long "last error" gets the room a short "reason" leaves.
+        free = sorted((i for i in keep if headers[i] in FREE_TEXT), key=need_full)
+        left = width - (sum(need(i) for i in keep if i not in free) + 3 * len(keep) - 1)
+        room: dict[int, int] = {}
+        for n, i in enumerate(free):
+            room[i] = max(FREE_MIN, min(need_full(i), left // (len(free) - n)))
+            left -= room[i]
+        title = self.title
+        if isinstance(title, str) and cell_len(title) > width:  # wrapped here: soft_wrap is on
+            title = "\n".join(
+                textwrap.wrap(title, width, break_long_words=False, break_on_hyphens=False)
+            )
         out = Table(
-            title=self.title,
+            title=title,
             title_justify=self.title_justify,
             header_style=self.header_style,
             show_edge=self.show_edge,
@@ -146,15 +169,31 @@ class FitTable(Table):
             out.add_column(shown[i], no_wrap=True, overflow="ellipsis", min_width=need(i))
         for row in range(self.row_count):
             out.add_row(
-                *(shorten(cells[i][row], room) if i in free else cells[i][row] for i in keep)
+                *(shorten(cells[i][row], room[i]) if i in room else cells[i][row] for i in keep)
             )
         return out
+
+    def _blocks(self, headers: list[str], cells: list[list[str]], width: int) -> RenderableType:
+        """Each row as its first cell, then one indented ``column  value`` line per column."""
+        label = max(cell_len(h) for h in headers[1:]) if len(headers) > 1 else 0
+        lines: list[str] = []
+        if isinstance(self.title, str):
+            lines += [*textwrap.wrap(self.title, width, break_long_words=False), ""]
+        for row in range(self.row_count):
+            lines.append(cells[0][row])
+            for i in range(1, len(headers)):
+                value = cells[i][row]
+                room = width - label - 4
+                if headers[i] in FREE_TEXT:
+                    value = shorten(value, room)
+                lines.append(f"  {headers[i].ljust(label)}  {value}")
+        return Text("\n".join(lines), no_wrap=True, overflow="ignore")
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         yield self.fitted(options.max_width)
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
-        return self.fitted(options.max_width).__rich_measure__(console, options)
+        return Measurement.get(console, options, self.fitted(options.max_width))
 
 
 def table(title: str | None, columns: Sequence[str]) -> Table:
