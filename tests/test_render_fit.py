@@ -110,6 +110,7 @@ def test_account_list_fits_80_columns(
         ("three consecutive failures", 20, "three consecutive…"),
         ("averyveryverylongtoken", 10, "averyvery…"),
         ("HTTP 529, overloaded", 12, "HTTP 529…"),
+        ("retry-after 30s from the account", 16, "retry-after 30s…"),
     ],
 )
 def test_shorten_cuts_at_a_word(text: str, width: int, expected: str) -> None:

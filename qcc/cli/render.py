@@ -85,6 +85,7 @@ DROP_FIRST = (
 DROP_IF_SAME = frozenset({"cluster", "enabled"})
 FREE_TEXT = frozenset({"reason", "last error", "detail"})
 FREE_MIN = 16
+FREE_LAST = 10  # before giving up on columns
 SHORT_HEADERS = {
     "requests": "reqs",
     "failures": "fails",
@@ -103,7 +104,7 @@ def shorten(text: str, width: int) -> str:
         return text
     cut = text[: max(width - 1, 0)]
     space = cut.rfind(" ")
-    if space >= width // 2:
+    if text[len(cut)] != " " and space >= width // 2:  # not at a word's end: back to one
         cut = cut[:space]
     return cut.rstrip(" ,;:") + "…"
 
@@ -129,22 +130,30 @@ class FitTable(Table):
         def need_full(i: int) -> int:
             return max([cell_len(shown[i]), *(cell_len(c) for c in cells[i])])
 
+        floor = FREE_MIN
+
         def need(i: int) -> int:
             natural = need_full(i)
-            return min(natural, FREE_MIN) if headers[i] in FREE_TEXT else natural
+            return min(natural, floor) if headers[i] in FREE_TEXT else natural
 
         def total() -> int:
             return sum(need(i) for i in keep) + 3 * len(keep) - 1
 
         if total() > width:
             shown = [SHORT_HEADERS.get(h, h) for h in headers]
-            for name in DROP_FIRST:
+            for floor in (FREE_MIN, FREE_LAST):  # noqa: B007 - need() reads it
+                keep = list(range(len(headers)))
+                for name in DROP_FIRST:
+                    if total() <= width:
+                        break
+                    keep = [i for i in keep if headers[i] != name]
+                if total() > width and self.row_count > 1:  # the same in every row: drop it
+                    keep = [
+                        i for i in keep if headers[i] not in DROP_IF_SAME or len(set(cells[i])) > 1
+                    ]
                 if total() <= width:
                     break
-                keep = [i for i in keep if headers[i] != name]
-            if total() > width and self.row_count > 1:  # the same in every row: not worth it
-                keep = [i for i in keep if headers[i] not in DROP_IF_SAME or len(set(cells[i])) > 1]
-            if total() > width:
+            else:
                 return self._blocks(headers, cells, width)
         # What is left goes to the free-text columns, the shortest first, each taking only
         # what it needs, so a long "last error" gets the room a short "reason" leaves.
@@ -152,7 +161,7 @@ class FitTable(Table):
         left = width - (sum(need(i) for i in keep if i not in free) + 3 * len(keep) - 1)
         room: dict[int, int] = {}
         for n, i in enumerate(free):
-            room[i] = max(FREE_MIN, min(need_full(i), left // (len(free) - n)))
+            room[i] = max(floor, min(need_full(i), left // (len(free) - n)))
             left -= room[i]
         title = self.title
         if isinstance(title, str) and cell_len(title) > width:  # wrapped here: soft_wrap is on
