@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qcc.errors import QccError
+from qcc.errors import ProxyError, QccError
 
 if TYPE_CHECKING:
     from qcc.cli.main import CliState
@@ -41,7 +41,7 @@ def run_command(
     from qcc.claude_settings import proxy_env
     from qcc.cli import render
     from qcc.cli.proxy import start_proxy
-    from qcc.proxy.record import read_record
+    from qcc.proxy.record import client_url, read_record
 
     state: CliState = ctx.obj
     if not command:
@@ -56,12 +56,16 @@ def run_command(
         raise QccError(f"command not found: {command[0]}")
     record = read_record()
     if record is None:
-        start_proxy(state, cluster, None, None, detach=True, out=render.err_console())
+        try:
+            start_proxy(state, cluster, None, None, detach=True, out=render.err_console())
+        except ProxyError:
+            if read_record() is None:  # not a start that lost a race to another one
+                raise
         record = read_record()
         if record is None:
             raise QccError("the proxy did not start; see 'qcc proxy logs'")
     config = state.store().load()
-    env = dict(os.environ) | proxy_env(config, record.url)
+    env = dict(os.environ) | proxy_env(config, client_url(record.host, record.port))
     sys.stdout.flush()
     sys.stderr.flush()
     if sys.platform == "win32":  # pragma: no cover - no exec there
