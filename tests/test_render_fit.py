@@ -78,8 +78,9 @@ def test_wide_terminal_keeps_every_column() -> None:
     assert ERROR in "\n".join(lines)
 
 
-def test_account_list_fits_80_columns(
-    run_cli: Any, config_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("columns", [80, 50])
+def test_account_list_fits_the_terminal(
+    run_cli: Any, config_path: Path, monkeypatch: pytest.MonkeyPatch, columns: int
 ) -> None:
     config_path.write_text(
         'default_cluster = "prod"\n[clusters.prod.accounts.openrouter-backup-eu]\n'
@@ -91,11 +92,13 @@ def test_account_list_fits_80_columns(
         'api_key = "sk-ant-api03-FITFITFITFITFITFITFIT-a1b2"\n'
     )
     config_path.chmod(0o600)
-    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("COLUMNS", str(columns))
     result = run_cli("account", "list")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert max(len(line) for line in lines) <= 80, result.stdout
+    assert max(len(line) for line in lines) <= columns, result.stdout
+    if columns < 60:  # too narrow for the columns side by side: one block per account
+        assert "prod / openrouter-backup-eu" in lines and "prod / main" in lines
     seen = words(lines)
     expected = {"openrouter-backup-eu", "https://relay.example.com/anthropic", "main"}
     assert (

@@ -83,6 +83,8 @@ DROP_FIRST = (
 # Free text: shortened with "…" at a word boundary to what is left; every other cell is whole.
 # Dropped, when still too wide, if every row holds the same value.
 DROP_IF_SAME = frozenset({"cluster", "enabled"})
+# Leading columns that together name a row (the heading of a block on a narrow terminal).
+BLOCK_HEADING = frozenset({"name", "account"})
 FREE_TEXT = frozenset({"reason", "last error", "detail"})
 FREE_MIN = 16
 FREE_LAST = 10  # before giving up on columns
@@ -183,18 +185,21 @@ class FitTable(Table):
         return out
 
     def _blocks(self, headers: list[str], cells: list[list[str]], width: int) -> RenderableType:
-        """Each row as its first cell, then one indented ``column  value`` line per column."""
-        label = max(cell_len(h) for h in headers[1:]) if len(headers) > 1 else 0
+        """Each row as a heading (its leading name cells, e.g. ``prod / main``), then one
+        indented ``column  value`` line per other column."""
+        lead = 1
+        while lead < len(headers) - 1 and headers[lead] in BLOCK_HEADING:
+            lead += 1
+        label = max((cell_len(h) for h in headers[lead:]), default=0)
         lines: list[str] = []
         if isinstance(self.title, str):
             lines += [*textwrap.wrap(self.title, width, break_long_words=False), ""]
         for row in range(self.row_count):
-            lines.append(cells[0][row])
-            for i in range(1, len(headers)):
+            lines.append(" / ".join(cells[i][row] for i in range(lead)))
+            for i in range(lead, len(headers)):
                 value = cells[i][row]
-                room = width - label - 4
                 if headers[i] in FREE_TEXT:
-                    value = shorten(value, room)
+                    value = shorten(value, width - label - 4)
                 lines.append(f"  {headers[i].ljust(label)}  {value}")
         return Text("\n".join(lines), no_wrap=True, overflow="ignore")
 
