@@ -87,7 +87,7 @@ def test_account_list_fits_the_terminal(
         'base_url = "https://relay.example.com/anthropic"\n'
         'api_key_env = "OPENROUTER_BACKUP_KEY"\nweight = 3\npriority = 1\n'
         "[clusters.prod.accounts.openrouter-backup-eu.models]\n"
-        '"claude-sonnet-4-5" = "anthropic/claude-sonnet-4.5"\n'
+        'opus = "claude-opus-4-1"\nsonnet = "claude-sonnet-4-5"\n'
         '[clusters.prod.accounts.main]\nbase_url = "https://api.anthropic.com"\n'
         'api_key = "sk-ant-api03-FITFITFITFITFITFITFIT-a1b2"\n'
     )
@@ -99,6 +99,7 @@ def test_account_list_fits_the_terminal(
     assert max(len(line) for line in lines) <= columns, result.stdout
     if columns < 60:  # too narrow for the columns side by side: one block per account
         assert "prod / openrouter-backup-eu" in lines and "prod / main" in lines
+        assert {"opus→claude-opus-4-1,", "sonnet→claude-sonnet-4-5"} <= words(lines)
     seen = words(lines)
     expected = {"openrouter-backup-eu", "https://relay.example.com/anthropic", "main"}
     assert (

@@ -196,11 +196,16 @@ class FitTable(Table):
             lines += [*textwrap.wrap(self.title, width, break_long_words=False), ""]
         for row in range(self.row_count):
             lines.append(" / ".join(cells[i][row] for i in range(lead)))
+            room = max(width - label - 4, 1)
             for i in range(lead, len(headers)):
                 value = cells[i][row]
                 if headers[i] in FREE_TEXT:
-                    value = shorten(value, width - label - 4)
-                lines.append(f"  {headers[i].ljust(label)}  {value}")
+                    value = shorten(value, room)
+                parts = textwrap.wrap(
+                    value, room, break_long_words=False, break_on_hyphens=False
+                ) or [value]
+                lines.append(f"  {headers[i].ljust(label)}  {parts[0]}")
+                lines += [" " * (label + 4) + part for part in parts[1:]]
         return Text("\n".join(lines), no_wrap=True, overflow="ignore")
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
