@@ -40,7 +40,7 @@ def run_command(
     """
     from qcc.claude_settings import proxy_env
     from qcc.cli import render
-    from qcc.cli.proxy import start_proxy
+    from qcc.cli.proxy_start import start_proxy
     from qcc.proxy.record import client_url, read_record
 
     state: CliState = ctx.obj
