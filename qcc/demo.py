@@ -30,6 +30,22 @@ ACCOUNTS = {
     "slow": Behavior(deltas=6, interval=0.02, delay=0.4, text="Slow account answering."),
     "flaky": Behavior(deltas=6, interval=0.02, fail_rate=0.5, text="Flaky account answering."),
 }
+FAILURE_THRESHOLD = 2
+
+
+def intro(requests: int) -> list[str]:
+    """What the demo is about to show, said before the first request (one line per account)."""
+    slow, flaky = ACCOUNTS["slow"], ACCOUNTS["flaky"]
+    return [
+        "qcc demo: the real proxy in front of three fake accounts on 127.0.0.1",
+        "(nothing leaves this machine; your config is not read):",
+        "  steady  answers every request at once",
+        f"  slow    answers every request, but only after {slow.delay:g} s",
+        f"  flaky   fails {flaky.fail_rate:.0%} of requests with 529 overloaded: qcc fails over",
+        f"          to another account, and ejects flaky after {FAILURE_THRESHOLD} failures "
+        "in a row",
+        f"Sending {requests} streaming requests, round-robin:",
+    ]
 
 
 @dataclass
@@ -59,7 +75,7 @@ def _config(urls: dict[str, str]) -> dict[str, Any]:
     return {
         "default_cluster": "demo",
         "health": {
-            "failure_threshold": 2,
+            "failure_threshold": FAILURE_THRESHOLD,
             "ejection_base": 1.5,
             "ejection_max": 5,
             "probe_interval": 30,

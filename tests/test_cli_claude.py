@@ -79,7 +79,9 @@ def write_settings(path: Path, data: Any) -> bytes:
     ],
 )  # fmt: skip
 def test_env_per_shell(capsys: pytest.CaptureFixture[str], shell: str, expected: str) -> None:
-    assert qcc(capsys, "claude", "env", "--shell", shell) == (0, expected, "")
+    code, out, err = qcc(capsys, "claude", "env", "--shell", shell)
+    assert (code, out) == (0, expected)
+    assert err.startswith("no qcc proxy is running: using proxy.host/proxy.port of "), err
 
 
 def test_env_default_shell_from_shell_var(
@@ -268,4 +270,65 @@ def test_eval_in_bash(qcc_on_path: dict[str, str], config_dir: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "http://127.0.0.1:7999\nit's a $secret\nhttp://127.0.0.1:7999\n"
-    assert done.stderr == ""
+    assert done.stderr.startswith("no qcc proxy is running:"), done.stderr
+    assert "secret" not in done.stderr
+
+
+# --- the running proxy's address wins over the config's ------------------------------------------
+
+
+def write_record(state_dir: Path, host: str, port: int, config_path: Path) -> None:
+    """A record of a proxy that runs (this test process's pid is alive)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "pid": os.getpid(),
+        "url": f"http://{host}:{port}",
+        "host": host,
+        "port": port,
+        "cluster": "prod",
+        "config_path": str(config_path),
+        "log_file": None,
+        "started_at": 0,
+    }
+    (state_dir / "proxy.json").write_text(json.dumps(record))
+
+
+def test_env_points_at_the_running_proxy(
+    capsys: pytest.CaptureFixture[str], config_dir: Path, state_dir: Path
+) -> None:
+    write_config(config_dir, "[proxy]\nport = 7860\n")
+    write_record(state_dir, "0.0.0.0", 9123, config_dir / "config.toml")
+    code, out, err = qcc(capsys, "claude", "env", "--shell", "bash")
+    assert (code, out) == (
+        0,
+        "export ANTHROPIC_BASE_URL='http://127.0.0.1:9123'\nexport ANTHROPIC_AUTH_TOKEN='qcc'\n",
+    )
+    assert err == (
+        f"using the running qcc proxy (pid {os.getpid()}, cluster 'prod') at "
+        "http://127.0.0.1:9123\n"
+    )
+
+
+def test_env_takes_the_key_of_the_config_the_proxy_serves(
+    capsys: pytest.CaptureFixture[str], config_dir: Path, state_dir: Path, tmp_path: Path
+) -> None:
+    write_config(config_dir, "[proxy]\nport = 7860\n")
+    other = tmp_path / "other-config"
+    other.mkdir()
+    write_config(other, f'[proxy]\naccess_key = "{ACCESS_KEY}"\n')
+    write_record(state_dir, "127.0.0.1", 9124, other / "config.toml")
+    code, out, _ = qcc(capsys, "claude", "env", "--shell", "bash")
+    assert code == 0
+    assert out.endswith(f"export ANTHROPIC_AUTH_TOKEN='{ACCESS_KEY}'\n")
+
+
+def test_enable_points_at_the_running_proxy(
+    capsys: pytest.CaptureFixture[str], claude_dir: Path, config_dir: Path, state_dir: Path
+) -> None:
+    write_config(config_dir, "[proxy]\nport = 7860\n")
+    write_record(state_dir, "127.0.0.1", 9125, config_dir / "config.toml")
+    code, _, err = qcc(capsys, "claude", "enable")
+    assert code == 0, err
+    assert "Using the running qcc proxy" in err
+    env = json.loads((claude_dir / "settings.json").read_text())["env"]
+    assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9125"

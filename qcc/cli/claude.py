@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,6 +14,33 @@ from qcc.cli import render
 
 if TYPE_CHECKING:
     from qcc.cli.main import CliState
+
+
+def target_env(state: CliState) -> tuple[dict[str, str], str]:
+    """The variables for Claude Code, and a line saying which proxy they point at.
+
+    The running proxy's real address (from its record) when one runs, with the access key of
+    the config it serves; else proxy.host/proxy.port of config.toml.
+    """
+    from qcc.cli.proxy import access_key
+    from qcc.proxy.record import client_url, read_record
+
+    config = state.store().load()
+    record = read_record()
+    if record is None:
+        env_vars = cs.proxy_env(config)
+        return env_vars, (
+            f"no qcc proxy is running: using proxy.host/proxy.port of {state.config_path} "
+            f"({env_vars[cs.BASE_URL_KEY]}); start it with 'qcc proxy start'"
+        )
+    if Path(record.config_path) != state.config_path:
+        key = access_key(record) or config.proxy.access_key
+        config = replace(config, proxy=replace(config.proxy, access_key=key))
+    url = client_url(record.host, record.port)
+    return cs.proxy_env(config, url), (
+        f"using the running qcc proxy (pid {record.pid}, cluster '{record.cluster}') at {url}"
+    )
+
 
 app = typer.Typer(
     help="Point Claude Code at the proxy (shell env or ~/.claude/settings.json). "
@@ -36,12 +65,14 @@ def env(
 ) -> None:
     """Print the shell lines that point Claude Code at the proxy.
 
-    Sets ANTHROPIC_BASE_URL to the proxy's URL (proxy.host and proxy.port of config.toml) and
-    ANTHROPIC_AUTH_TOKEN to proxy.access_key, or to the placeholder 'qcc' when there is none
-    (the proxy swaps in each account's own credential). The access key is printed in full:
-    that is what the lines are for.
+    Sets ANTHROPIC_BASE_URL to the running proxy's address (from its record in the state
+    dir), or, when none runs, to proxy.host and proxy.port of config.toml; one line on stderr
+    says which. ANTHROPIC_AUTH_TOKEN is proxy.access_key, or the placeholder 'qcc' when there
+    is none (the proxy swaps in each account's own credential). The access key is printed in
+    full: that is what the lines are for. Stdout holds only the shell lines.
 
-    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
+    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml, QCC_STATE_DIR for the
+    running proxy.
 
     \b
     Example:
@@ -50,9 +81,11 @@ def env(
       qcc claude env --shell powershell | Invoke-Expression
     """
     state: CliState = ctx.obj
-    lines = cs.shell_lines(cs.proxy_env(state.store().load()), shell)
+    env_vars, which = target_env(state)
+    lines = cs.shell_lines(env_vars, shell)
     sys.stdout.write(lines)
     sys.stdout.flush()
+    render.note(which)
     if sys.stdout.isatty():
         render.note('Apply these with: eval "$(qcc claude env)" (fish: qcc claude env | source)')
 
@@ -67,8 +100,9 @@ def enable(ctx: typer.Context) -> None:
     own indentation; other formatting may change. Running it again is safe.
 
     The file is $CLAUDE_CONFIG_DIR/settings.json, else ~/.claude/settings.json; it is created
-    if missing. Reads QCC_CONFIG_DIR (or --config-dir) for the proxy's address and access key,
-    and QCC_STATE_DIR for where the backup goes.
+    if missing. The address is the running proxy's (from its record) when one runs, else
+    proxy.host and proxy.port of config.toml; the output says which. Reads QCC_CONFIG_DIR (or
+    --config-dir) for the access key, and QCC_STATE_DIR for the running proxy and the backup.
 
     \b
     Example:
@@ -76,14 +110,14 @@ def enable(ctx: typer.Context) -> None:
       CLAUDE_CONFIG_DIR=~/.claude-work qcc claude enable
     """
     state: CliState = ctx.obj
-    env_vars = cs.proxy_env(state.store().load())
+    env_vars, which = target_env(state)
     result = cs.enable(cs.settings_path(), env_vars, cs.backup_path())
     where = cs.shown(result.settings_path)
     changes = ", ".join(f"{c.key}={c.value} ({c.action})" for c in result.changes)
     verb = "Created" if result.created else "Updated"
     if all(c.action == "unchanged" for c in result.changes) and not result.created:
         verb = "Already set in"
-    lines = [f'{verb} {where} "env": {changes}.']
+    lines = [f'{verb} {where} "env": {changes}.', which[0].upper() + which[1:] + "."]
     if result.first:
         saved = f"Saved the previous values in {result.backup_path}"
         if result.copy_path is not None:

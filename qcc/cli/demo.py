@@ -45,7 +45,7 @@ def demo(
       qcc demo
       qcc demo --quick -n 10
     """
-    from qcc.demo import DemoReport, run_demo
+    from qcc.demo import DemoReport, intro, run_demo
 
     if requests < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--requests")
@@ -55,6 +55,8 @@ def demo(
     interactive = render.stdin_is_tty() and render.console().is_terminal and not quick
     pace = 0.35 if interactive else 0.0
     out = render.console()
+    for line in intro(requests):
+        out.print(line)
 
     def view(report: DemoReport) -> Group:
         table = accounts_table(report.stats, f"demo proxy {report.url}")

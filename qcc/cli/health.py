@@ -32,16 +32,23 @@ class Unhealthy(QccError):
 
 
 @app.callback()
-def default(ctx: typer.Context) -> None:
-    """See which accounts are healthy.
+def default(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """See which accounts are healthy. 'qcc health [--json]' is 'qcc health status [--json]'.
 
     \b
     Example:
       qcc health            # live state from the running proxy
+      qcc health --json     # the same, as one JSON document
       qcc health check      # probe every account now, no proxy needed
     """
     if ctx.invoked_subcommand is None:
-        status(json_out=False)
+        status(ctx, json_out=json_out)
+
+
+def _json_wanted(ctx: typer.Context, json_out: bool) -> bool:
+    """``--json`` given to the subcommand or to ``qcc health`` itself."""
+    parent = ctx.parent
+    return json_out or bool(parent is not None and parent.params.get("json_out"))
 
 
 def _ago(wall: float | None, now: float) -> str:
@@ -98,7 +105,7 @@ def accounts_table(doc: dict[str, Any], where: str, rates: dict[str, float] | No
 
 
 @app.command("status")
-def status(json_out: JsonOpt = False) -> None:
+def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Live state of every account, from the running proxy.
 
     Exit code 1 (with one line) when no proxy runs.
@@ -110,6 +117,7 @@ def status(json_out: JsonOpt = False) -> None:
     from qcc.cli.proxy import proxy_stats
     from qcc.proxy.record import require_record
 
+    json_out = _json_wanted(ctx, json_out)
     record = require_record()
     doc = proxy_stats(record)
     if json_out:
@@ -154,6 +162,7 @@ def check(
       qcc health check --cluster prod
     """
     state: CliState = ctx.obj
+    json_out = _json_wanted(ctx, json_out)
     config = state.store().load()
     chosen = config.cluster(cluster)
     accounts = [a for a in chosen.accounts if a.enabled]

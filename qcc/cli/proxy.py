@@ -1,14 +1,15 @@
-"""``qcc proxy ...``: run the proxy (foreground or detached), stop it, see its status and logs."""
+"""``qcc proxy ...``: run the proxy (foreground or detached), stop it, see its status and logs.
+
+Starting is a service shared with ``qcc run``: :mod:`qcc.cli.proxy_start`.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -24,10 +25,6 @@ from qcc.proxy.record import (
     terminate,
 )
 
-if TYPE_CHECKING:
-    from qcc.cli.main import CliState
-    from qcc.proxy.runtime import Runtime
-
 app = typer.Typer(
     help="Run the local proxy that Claude Code talks to. Reads QCC_CONFIG_DIR and QCC_STATE_DIR.",
     no_args_is_help=True,
@@ -41,12 +38,6 @@ ClusterOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-DETACH_WAIT = 15.0
-
-
-def _check_port(port: int | None) -> None:
-    if port is not None and not 1 <= port <= 65535:
-        raise QccError(f"--port: must be an integer from 1 to 65535, got {port}")
 
 
 @app.command("start")
@@ -68,137 +59,22 @@ def start(
     ] = False,
     log_stderr: Annotated[bool, typer.Option("--log-stderr/--no-log-stderr", hidden=True)] = True,
 ) -> None:
-    """Start the proxy for one cluster.
+    """Start the proxy for one cluster, and print the environment that points clients at it.
 
-    In the foreground it logs one line per request to stderr and to the log file, and stops
-    on Ctrl-C or SIGTERM after letting in-flight requests finish (proxy.drain_timeout).
+    One proxy runs per state dir (QCC_STATE_DIR): while one runs, on any port, another start
+    is refused with a line naming it. In the foreground it logs one line per request to stderr
+    and to the log file, and stops on Ctrl-C or SIGTERM after letting in-flight requests finish
+    (proxy.drain_timeout). Detached, it logs to the log file only ('qcc proxy logs').
     Listening beyond loopback requires proxy.access_key.
 
     \b
     Example:
       qcc proxy start --cluster prod
-      qcc proxy start --detach && export ANTHROPIC_BASE_URL=http://127.0.0.1:7860
+      qcc proxy start --detach && eval "$(qcc claude env)"
     """
-    state: CliState = ctx.obj
-    _check_port(port)
-    config = state.store().load()
-    chosen = config.cluster(cluster)
-    if not chosen.accounts:
-        raise QccError(
-            f"cluster '{chosen.name}' has no accounts; add one with "
-            f"'qcc account add NAME --cluster {chosen.name} --base-url URL --api-key-env VAR'"
-        )
-    host = host or config.proxy.host
-    port = port or config.proxy.port
-    running = read_record()
-    if running is not None and running.port == port:
-        raise ProxyError(
-            f"a qcc proxy (pid {running.pid}) already serves cluster '{running.cluster}' at "
-            f"{running.url}; stop it with 'qcc proxy stop' or pick another --port"
-        )
-    if detach:
-        _start_detached(state, chosen.name, host, port)
-        return
-    _serve_foreground(state, chosen.name, host, port, log_stderr)
+    from qcc.cli.proxy_start import start_proxy
 
-
-def _serve_foreground(
-    state: CliState, cluster: str, host: str, port: int, log_stderr: bool = True
-) -> None:
-    from qcc import logs
-    from qcc.proxy.server import check_bind, run, serve
-
-    store = state.store()
-    config = store.load()
-    check_bind(config, host)
-    log_path = logs.setup(to_stderr=log_stderr)
-    records: list[ProxyRecord] = []
-
-    def announce(url: str, runtime: Runtime) -> None:
-        record = ProxyRecord(
-            pid=os.getpid(),
-            url=url,
-            host=host,
-            port=port,
-            cluster=cluster,
-            config_path=str(store.path),
-            log_file=str(log_path) if log_path else None,
-            started_at=time.time(),
-        )
-        record.save()
-        records.append(record)
-        out = render.console()
-        out.print(f"qcc proxy for cluster '{cluster}' listening on {url}")
-        out.print(f"  point Claude Code at it:  export ANTHROPIC_BASE_URL={url}")
-        sys.stdout.flush()
-
-    try:
-        run(lambda: serve(config, cluster, host, port, store=store, announce=announce))
-    finally:
-        if records:
-            remove_record(records[0].pid)
-        logs.shutdown()
-    render.err_console().print("qcc proxy stopped")
-
-
-def _start_detached(state: CliState, cluster: str, host: str, port: int) -> None:
-    from qcc.paths import state_dir
-
-    directory = state_dir()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    err_path = directory / "proxy-start.err"
-    command = [
-        sys.executable,
-        "-m",
-        "qcc",
-        "--config-dir",
-        str(state.config_path.parent),
-        "proxy",
-        "start",
-        "--cluster",
-        cluster,
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    with open(os.devnull, "rb") as devnull, open(err_path, "wb") as err:
-        process = subprocess.Popen(
-            command,
-            stdin=devnull,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-            close_fds=True,
-        )
-    deadline = time.monotonic() + DETACH_WAIT
-    while time.monotonic() < deadline:
-        code = process.poll()
-        if code is not None:
-            raise ProxyError(_last_error(err_path) or f"the proxy exited with code {code}")
-        record = read_record()
-        if record is not None and record.pid == process.pid:
-            status, _ = fetch_json(record.url + "/health")
-            if status in (200, 503):
-                render.console().print(
-                    f"qcc proxy (pid {record.pid}) for cluster '{cluster}' running at {record.url}"
-                )
-                render.note("logs: qcc proxy logs -f   stop: qcc proxy stop")
-                return
-        time.sleep(0.1)
-    terminate(process.pid)
-    raise ProxyError(f"the proxy did not answer within {DETACH_WAIT:g}s; see 'qcc proxy logs'")
-
-
-def _last_error(path: Path) -> str | None:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return None
-    for line in reversed(lines):
-        if line.startswith("qcc: "):
-            return line.removeprefix("qcc: ").removeprefix("error: ")
-    return lines[-1] if lines else None
+    start_proxy(ctx.obj, cluster, host, port, detach=detach, log_stderr=log_stderr)
 
 
 @app.command("stop")
