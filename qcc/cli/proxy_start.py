@@ -113,7 +113,7 @@ def serving_problems(cluster: Cluster) -> list[str]:
 def environment_lines(url: str, access_key: str | None) -> list[str]:
     """What to tell the user once a proxy runs: both variables, the key masked, and the
     commands that set them (``qcc claude env`` prints the key in full, for ``eval``)."""
-    from qcc.claude_settings import BASE_URL_KEY, PLACEHOLDER_TOKEN, TOKEN_KEY
+    from qcc.claude_env import BASE_URL_KEY, PLACEHOLDER_TOKEN, TOKEN_KEY
     from qcc.config.model import mask_secret
 
     if access_key:

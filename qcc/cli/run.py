@@ -38,7 +38,7 @@ def run_command(
       qcc run -- claude
       qcc run --cluster cheap -- claude -p "explain this repo"
     """
-    from qcc.claude_settings import proxy_env
+    from qcc.claude_env import proxy_env
     from qcc.cli import render
     from qcc.cli.proxy_start import start_proxy
     from qcc.proxy.record import client_url, read_record
