@@ -6,7 +6,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -102,7 +102,8 @@ def test_truncated_json_salvages_the_fields() -> None:
         json.loads(body)
     error = read_error(400, body)
     assert error.structured
-    assert (error.type, error.message) == ("invalid_request_error", "Your credit balance is too low")
+    assert error.type == "invalid_request_error"
+    assert error.message == "Your credit balance is too low"
 
 
 def test_only_the_first_16_kb_is_read() -> None:
@@ -171,7 +172,8 @@ BUILT_IN_CASES = [
     pytest.param(
         403,
         anthropic(
-            "permission_error", "OAuth authentication is currently not allowed for this organization."
+            "permission_error",
+            "OAuth authentication is currently not allowed for this organization.",
         ),
         "auth_failed",
         "organization-not-allowed",
@@ -333,7 +335,9 @@ def test_describe_names_rule_and_message() -> None:
     )
     plain = classify_body((Rule("nope", "fail_over", name="clusters.p.rules[0]"),), 503, b"nope\n")
     assert plain is not None
-    assert plain.describe() == "HTTP 503 matched config rule 'clusters.p.rules[0]' -> fail_over: nope"
+    assert plain.describe() == (
+        "HTTP 503 matched config rule 'clusters.p.rules[0]' -> fail_over: nope"
+    )
 
 
 def test_classify_error_reuses_a_read_body() -> None:
@@ -365,7 +369,7 @@ def test_matching_a_full_body_is_cheap(body: bytes) -> None:
 
 
 @pytest.fixture
-def timezone() -> Iterator[object]:
+def timezone() -> Iterator[Callable[[str], None]]:
     saved = os.environ.get("TZ")
 
     def use(name: str) -> None:
@@ -380,8 +384,11 @@ def timezone() -> Iterator[object]:
     time.tzset()
 
 
-def local(*parts: int) -> float:
-    return time.mktime((*parts, 0, 0, -1))  # type: ignore[arg-type]
+Moment = tuple[int, int, int, int, int, int]
+
+
+def local(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
+    return time.mktime((year, month, day, hour, minute, second, 0, 0, -1))
 
 
 def shown(t: float) -> str:
@@ -400,17 +407,20 @@ def shown(t: float) -> str:
     ],
 )
 def test_next_local_midnight(
-    timezone: object, zone: str, now: tuple[int, ...], midnight: str
+    timezone: Callable[[str], None],
+    zone: str,
+    now: Moment,
+    midnight: str,
 ) -> None:
-    timezone(zone)  # type: ignore[operator]
+    timezone(zone)
     wall_now = local(*now)
     nxt = next_local_midnight(wall_now)
     assert shown(nxt) == midnight
     assert nxt > wall_now
 
 
-def test_day_lengths_follow_dst(timezone: object) -> None:
-    timezone("Europe/Berlin")  # type: ignore[operator]
+def test_day_lengths_follow_dst(timezone: Callable[[str], None]) -> None:
+    timezone("Europe/Berlin")
     start = local(2026, 3, 29, 0, 0, 0)
     assert next_local_midnight(start) - start == 23 * 3600
     start = local(2026, 10, 25, 0, 0, 0)
@@ -426,7 +436,9 @@ def test_day_lengths_follow_dst(timezone: object) -> None:
         ("Asia/Tokyo", (2028, 2, 29, 8, 0, 0), "2028-03-01 00:00"),
     ],
 )
-def test_next_local_month_start(timezone: object, zone: str, now: tuple[int, ...], month: str) -> None:
-    timezone(zone)  # type: ignore[operator]
+def test_next_local_month_start(
+    timezone: Callable[[str], None], zone: str, now: Moment, month: str
+) -> None:
+    timezone(zone)
     wall_now = local(*now)
     assert shown(next_local_month_start(wall_now)) == month
