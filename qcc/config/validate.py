@@ -301,7 +301,7 @@ def cluster_from(location: str, name: str, value: object) -> Cluster:
             account_from(f"{accounts_loc}.{acc}", acc, body) for acc, body in accounts.items()
         ),
         rules=_get(table, location, "rules", (), _rules),
-        headroom_min=_get(table, location, "headroom_min", 0.05, _ratio),
+        headroom_min=_get(table, location, "headroom_min", Cluster.headroom_min, _ratio),
     )
 
 
