@@ -26,9 +26,11 @@ probe can succeed while the credit is zero, so probes are never due for it and a
 announced, else ``exhausted_recheck``) has passed, the account is usable for exactly one request
 at a time, the *trial*, claimed by :meth:`AccountHealth.begin_request`. The trial's success makes
 it healthy; the same failure again starts another recheck period; any other ending (a 5xx, a
-cancelled client, a passed-through 400) releases the trial for the next request. Only a trial's
-success counts: a request that was in flight before the account ran out and succeeds afterwards
-does not bring it back. :meth:`AccountHealth.reset` (the user re-enabling it) does.
+cancelled client, a passed-through 400) releases the trial for the next request. A success
+counts only while a trial is in flight: a request sent before the account ran out that succeeds
+afterwards does not bring it back (one that ends during the trial is taken for the trial's
+answer; at worst the next request meets the same error and fails over). :meth:`AccountHealth.reset`
+(the user re-enabling it) brings it back at once.
 """
 
 from __future__ import annotations
@@ -203,8 +205,8 @@ class AccountHealth:
     ) -> None:
         """The account answered well: healthy again, ejection growth reset.
 
-        An exhausted account is brought back only by its trial request's success, never by a
-        probe (``probe=True``) nor by a request that was already in flight when it ran out."""
+        An exhausted account is brought back only by a real request's success while its trial
+        is in flight, never by a probe (``probe=True``)."""
         state = self.state
         if state is State.DISABLED:
             return
