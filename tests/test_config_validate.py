@@ -10,12 +10,14 @@ from qcc.config import Account, Cluster, Config, Credential
 from qcc.config.model import HealthSettings, ProxySettings, mask_secret
 from qcc.config.store import parse
 from qcc.errors import ConfigError, ConfigValidationError, CredentialError, NotFoundError
+from qcc.routing.rules import Rule, classify_body
 
 PATH = Path("/cfg/config.toml")
 ACCOUNT = '[clusters.prod.accounts.main]\nbase_url = "https://api.anthropic.com"\n'
 WITH_KEY = ACCOUNT + 'api_key = "sk-ant-test-0000"\n'
 LOC = "clusters.prod.accounts.main"
 NAME_RULE = "must be 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+RULE = '[[clusters.prod.rules]]\nmatch = "ok"\naction = "fail_over"\n'
 
 INVALID = [
     pytest.param(
@@ -42,7 +44,8 @@ INVALID = [
     pytest.param(
         WITH_KEY + "wieght = 2\n",
         f"{LOC}.wieght: unknown key; expected one of: base_url, api_key, auth_token, "
-        "api_key_env, auth_token_env, weight, priority, enabled, models, probe",
+        "api_key_env, auth_token_env, weight, priority, enabled, models, probe, "
+        "budget_daily_usd, budget_monthly_usd",
         id="unknown-account-key",
     ),
     pytest.param(
@@ -131,6 +134,93 @@ INVALID = [
         "[retry]\nbudget_ratio = 2\n",
         "retry.budget_ratio: must be a number from 0 to 1",
         id="retry-ratio",
+    ),
+    pytest.param(
+        "[health]\nexhausted_recheck = 0\n",
+        "health.exhausted_recheck: must be a number of seconds > 0",
+        id="exhausted-recheck",
+    ),
+    pytest.param(
+        WITH_KEY + "budget_daily_usd = 0\n",
+        f"{LOC}.budget_daily_usd: must be an amount in US dollars > 0, e.g. 20.0",
+        id="budget-zero",
+    ),
+    pytest.param(
+        WITH_KEY + 'budget_monthly_usd = "300"\n',
+        f"{LOC}.budget_monthly_usd: must be an amount in US dollars > 0, e.g. 20.0",
+        id="budget-string",
+    ),
+    pytest.param(
+        "[clusters.prod]\nheadroom_min = 1.5\n",
+        "clusters.prod.headroom_min: must be a number from 0 to 1",
+        id="headroom-min",
+    ),
+    pytest.param(
+        "[clusters.prod]\ncolour = 1\n",
+        "clusters.prod.colour: unknown key; expected one of: "
+        "strategy, sticky, headroom_min, rules, accounts",
+        id="unknown-cluster-key",
+    ),
+    pytest.param(
+        '[clusters.prod]\nrules = "quota"\n',
+        "clusters.prod.rules: must be an array of tables: write each rule under "
+        "[[clusters.prod.rules]]",
+        id="rules-not-array",
+    ),
+    pytest.param(
+        "[clusters.prod]\nrules = [1]\n",
+        "clusters.prod.rules[0]: must be a table",
+        id="rule-not-table",
+    ),
+    pytest.param(
+        RULE + RULE + '[[clusters.prod.rules]]\nmatch = "quota"\naction = "explode"\n',
+        "clusters.prod.rules[2].action: must be one of: "
+        "exhausted, auth_failed, rate_limited, fail_over, pass_through",
+        id="rule-action",
+    ),
+    pytest.param(
+        '[[clusters.prod.rules]]\naction = "exhausted"\n',
+        "clusters.prod.rules[0].match: is missing; "
+        "set the text to look for in the error body (or re:<regex>)",
+        id="rule-match-missing",
+    ),
+    pytest.param(
+        '[[clusters.prod.rules]]\nmatch = "quota"\n',
+        "clusters.prod.rules[0].action: is missing; "
+        "set one of: exhausted, auth_failed, rate_limited, fail_over, pass_through",
+        id="rule-action-missing",
+    ),
+    pytest.param(
+        '[[clusters.prod.rules]]\nmatch = ""\naction = "exhausted"\n',
+        "clusters.prod.rules[0].match: must be a non-empty string",
+        id="rule-match-empty",
+    ),
+    pytest.param(
+        '[[clusters.prod.rules]]\nmatch = "re:"\naction = "exhausted"\n',
+        "clusters.prod.rules[0].match: needs a regular expression after re:",
+        id="rule-regex-empty",
+    ),
+    pytest.param(
+        RULE + '[[clusters.prod.rules]]\nmatch = "re:(quota"\naction = "exhausted"\n',
+        "clusters.prod.rules[1].match: invalid regular expression after re: "
+        "(missing ), unterminated subpattern at position 0); fix it",
+        id="rule-regex-invalid",
+    ),
+    pytest.param(
+        '[[clusters.prod.rules]]\nmatch = "quota"\naction = "exhausted"\nstatus = 600\n',
+        "clusters.prod.rules[0].status: must be an HTTP status from 100 to 599",
+        id="rule-status",
+    ),
+    pytest.param(
+        '[[clusters.prod.rules]]\nmatch = "quota"\naction = "exhausted"\ncooldown = -1\n',
+        "clusters.prod.rules[0].cooldown: must be a number of seconds > 0",
+        id="rule-cooldown",
+    ),
+    pytest.param(
+        '[[clusters.prod.rules]]\nmatch = "quota"\naction = "exhausted"\nmessage = "x"\n',
+        "clusters.prod.rules[0].message: unknown key; expected one of: "
+        "status, match, action, cooldown",
+        id="rule-unknown-key",
     ),
     pytest.param(
         "[health]\nejection_base = 60\nejection_max = 30\n",
@@ -286,3 +376,51 @@ def test_mask_secret_keeps_at_most_eleven_characters() -> None:
 
 def test_cluster_defaults() -> None:
     assert parse("[clusters.c]\n", PATH).cluster("c") == Cluster("c", "weighted", True, ())
+
+
+RULES_EXAMPLE = """\
+[clusters.prod]
+headroom_min = 0.1
+
+[[clusters.prod.rules]]
+status = 403
+match = "Daily Quota"
+action = "exhausted"
+cooldown = 600
+
+[[clusters.prod.rules]]
+match = 're:window\\s+closed'
+action = "rate_limited"
+
+[clusters.prod.accounts.main]
+base_url = "https://api.anthropic.com"
+api_key_env = "MAIN_KEY"
+budget_daily_usd = 20
+budget_monthly_usd = 300.5
+
+[health]
+exhausted_recheck = 900
+"""
+
+
+def test_rules_budgets_and_headroom_load() -> None:
+    config = parse(RULES_EXAMPLE, PATH)
+    prod = config.cluster("prod")
+    assert prod.headroom_min == 0.1
+    assert prod.rules == (
+        Rule("Daily Quota", "exhausted", 403, 600.0, "clusters.prod.rules[0]"),
+        Rule(r"re:window\s+closed", "rate_limited", None, None, "clusters.prod.rules[1]"),
+    )
+    (main,) = prod.accounts
+    assert (main.budget_daily_usd, main.budget_monthly_usd) == (20.0, 300.5)
+    assert config.health.exhausted_recheck == 900.0
+    verdict = classify_body(prod.rules, 429, b"the 5h WINDOW closed")
+    assert verdict is not None and verdict.action == "rate_limited"
+    assert verdict.describe().startswith("HTTP 429 matched config rule 'clusters.prod.rules[1]'")
+
+
+def test_rules_budgets_and_headroom_defaults() -> None:
+    prod = parse(WITH_KEY, PATH).cluster("prod")
+    assert (prod.rules, prod.headroom_min) == ((), 0.05)
+    assert (prod.accounts[0].budget_daily_usd, prod.accounts[0].budget_monthly_usd) == (None, None)
+    assert parse("", PATH).health.exhausted_recheck == 1800.0

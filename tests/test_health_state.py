@@ -60,6 +60,10 @@ def _disabled(h: AccountHealth) -> None:
     h.disable(0.0)
 
 
+def _exhausted(h: AccountHealth) -> None:
+    h.record_exhausted(0.0, 50.0, "credit balance is too low")
+
+
 SETUPS: dict[State, Callable[[AccountHealth], None]] = {
     State.HEALTHY: _healthy,
     State.EJECTED: _ejected,
@@ -67,6 +71,7 @@ SETUPS: dict[State, Callable[[AccountHealth], None]] = {
     State.RATE_LIMITED: _rate_limited,
     State.AUTH_FAILED: _auth_failed,
     State.DISABLED: _disabled,
+    State.EXHAUSTED: _exhausted,
 }
 
 EVENTS: dict[str, Callable[[AccountHealth], None]] = {
@@ -76,6 +81,9 @@ EVENTS: dict[str, Callable[[AccountHealth], None]] = {
     "401": lambda h: h.record_auth_failure(40.0, "HTTP 401"),
     "disable": lambda h: h.disable(40.0),
     "enable": lambda h: h.enable(40.0),
+    "probe-success": lambda h: h.record_success(40.0, "probe ok", probe=True),
+    "exhausted": lambda h: h.record_exhausted(40.0, None, "credit balance is too low"),
+    "reset": lambda h: h.reset(40.0, "enabled by the user"),
 }
 
 
@@ -113,6 +121,36 @@ EVENTS: dict[str, Callable[[AccountHealth], None]] = {
         (State.DISABLED, "429", State.DISABLED),
         (State.DISABLED, "401", State.DISABLED),
         (State.DISABLED, "enable", State.HEALTHY),
+        # probes' successes count like any other, except for an exhausted account
+        (State.HEALTHY, "probe-success", State.HEALTHY),
+        (State.EJECTED, "probe-success", State.HEALTHY),
+        (State.PROBING, "probe-success", State.HEALTHY),
+        (State.AUTH_FAILED, "probe-success", State.HEALTHY),
+        (State.DISABLED, "probe-success", State.DISABLED),
+        # exhausted: entered from anywhere but disabled...
+        (State.HEALTHY, "exhausted", State.EXHAUSTED),
+        (State.EJECTED, "exhausted", State.EXHAUSTED),
+        (State.PROBING, "exhausted", State.EXHAUSTED),
+        (State.RATE_LIMITED, "exhausted", State.EXHAUSTED),
+        (State.AUTH_FAILED, "exhausted", State.EXHAUSTED),
+        (State.DISABLED, "exhausted", State.DISABLED),
+        # ...and left only by a trial's success (below), a 401/403, disable or reset
+        (State.EXHAUSTED, "success", State.EXHAUSTED),  # no trial in flight: proves nothing
+        (State.EXHAUSTED, "probe-success", State.EXHAUSTED),
+        (State.EXHAUSTED, "failure", State.EXHAUSTED),
+        (State.EXHAUSTED, "429", State.EXHAUSTED),
+        (State.EXHAUSTED, "401", State.AUTH_FAILED),
+        (State.EXHAUSTED, "exhausted", State.EXHAUSTED),
+        (State.EXHAUSTED, "disable", State.DISABLED),
+        (State.EXHAUSTED, "enable", State.EXHAUSTED),
+        # reset: healthy from anything the user has not disabled
+        (State.HEALTHY, "reset", State.HEALTHY),
+        (State.EJECTED, "reset", State.HEALTHY),
+        (State.PROBING, "reset", State.HEALTHY),
+        (State.RATE_LIMITED, "reset", State.HEALTHY),
+        (State.AUTH_FAILED, "reset", State.HEALTHY),
+        (State.EXHAUSTED, "reset", State.HEALTHY),
+        (State.DISABLED, "reset", State.DISABLED),
     ],
 )
 def test_transition_table(start: State, event: str, end: State) -> None:
@@ -384,3 +422,184 @@ def test_lowered_ejection_max_shortens_a_running_ejection() -> None:
     assert h.until == 30.0
     h.update_settings(HealthSettings(ejection_base=5.0, ejection_max=10.0))
     assert h.until == 10.0
+
+
+# ---- exhausted -----------------------------------------------------------------------------
+
+RECHECK = SETTINGS.exhausted_recheck
+
+
+def test_exhausted_recheck_default() -> None:
+    assert HealthSettings().exhausted_recheck == 1800.0
+
+
+def test_exhausted_waits_for_the_recheck_then_lets_one_trial_through() -> None:
+    h = health()
+    h.record_failure(1.0, "HTTP 502")
+    h.record_exhausted(5.0, None, "credit balance is too low")
+    assert (h.state, h.until, h.reason, h.since) == (
+        State.EXHAUSTED,
+        5.0 + RECHECK,
+        "credit balance is too low",
+        5.0,
+    )
+    assert (h.ejections, h.consecutive_failures) == (0, 1)  # not a health failure
+    assert not h.usable(5.0 + RECHECK - 0.1)
+    assert not h.begin_request(5.0 + RECHECK - 0.1)
+    assert h.recovers_at(100.0) == 5.0 + RECHECK
+    for now in (6.0, 5.0 + RECHECK, 1e9):
+        assert not h.probe_due(now) and not h.begin_probe(now)  # probes cannot decide it
+    trial_at = 5.0 + RECHECK
+    assert h.usable(trial_at)
+    assert h.begin_request(trial_at)
+    assert (h.state, h.trial_since) == (State.EXHAUSTED, trial_at)
+    assert not h.usable(trial_at + 1.0)  # one trial at a time
+    assert h.recovers_at(trial_at + 1.0) == trial_at + RECHECK
+    h.record_success(trial_at + 2.0)
+    assert (h.state, h.until, h.trial_since, h.reason) == (
+        State.HEALTHY,
+        None,
+        None,
+        "request succeeded",
+    )
+    assert h.transitions[-1] == Transition(
+        trial_at + 2.0, State.EXHAUSTED, State.HEALTHY, "request succeeded"
+    )
+
+
+def test_exhausted_until_the_announced_reset() -> None:
+    h = health()
+    h.record_exhausted(0.0, 120.0, "5h window rejected")
+    assert h.until == 120.0
+    assert not h.usable(119.9)
+    assert h.usable(120.0) and h.begin_request(120.0)
+
+
+def test_fifty_concurrent_requests_get_one_trial() -> None:
+    h = health()
+    h.record_exhausted(0.0, 10.0, "quota")
+    admitted = [h.begin_request(10.0) for _ in range(50) if h.usable(10.0)]
+    assert admitted == [True]
+
+
+def test_trial_failing_by_the_same_rule_waits_another_recheck() -> None:
+    h = health()
+    h.record_exhausted(0.0, 10.0, "quota")
+    assert h.begin_request(10.0)
+    h.record_exhausted(11.0, None, "quota, again")
+    assert (h.state, h.until, h.trial_since, h.reason) == (
+        State.EXHAUSTED,
+        11.0 + RECHECK,
+        None,
+        "quota, again",
+    )
+    assert not h.usable(11.0 + RECHECK - 1.0)
+    assert h.begin_request(11.0 + RECHECK)
+
+
+def test_probe_success_never_ends_exhausted_even_during_a_trial() -> None:
+    h = health()
+    h.record_exhausted(0.0, 10.0, "credit")
+    h.record_success(5.0, "probe ok (count_tokens)", probe=True)
+    assert h.state is State.EXHAUSTED
+    assert h.begin_request(10.0)
+    h.record_success(11.0, "probe ok (count_tokens)", probe=True)
+    assert (h.state, h.trial_since) == (State.EXHAUSTED, 10.0)
+    h.record_success(12.0)  # the trial's own answer
+    assert h.state is State.HEALTHY
+
+
+def test_request_in_flight_before_running_out_does_not_bring_it_back() -> None:
+    h = health()
+    h.record_exhausted(0.0, None, "credit")
+    h.record_success(3.0)  # a stream that started before the credit ran out
+    h.end_request(3.0)
+    assert (h.state, h.until) == (State.EXHAUSTED, RECHECK)
+
+
+def test_trial_without_an_answer_is_released() -> None:
+    h = health()
+    h.record_exhausted(0.0, 10.0, "credit")
+    assert h.begin_request(10.0)
+    h.end_request(15.0)  # client cancelled, or a 400 passed through
+    assert (h.state, h.trial_since) == (State.EXHAUSTED, None)
+    h.record_success(16.0)  # a late report, no trial in flight: ignored
+    assert h.state is State.EXHAUSTED
+    assert h.usable(16.0) and h.begin_request(16.0)
+
+
+def test_end_request_after_the_trial_reported_changes_nothing() -> None:
+    h = health()
+    h.record_exhausted(0.0, 10.0, "credit")
+    assert h.begin_request(10.0)
+    h.record_success(11.0)
+    h.end_request(11.0)
+    assert h.state is State.HEALTHY
+    assert not h.begin_request(12.0)  # healthy: nothing to claim
+
+
+def test_trial_failing_otherwise_retries_after_a_short_wait() -> None:
+    h = health()
+    h.record_exhausted(0.0, 10.0, "credit")
+    assert h.begin_request(10.0)
+    h.record_failure(11.0, "HTTP 503")
+    assert (h.state, h.trial_since, h.until, h.ejections) == (State.EXHAUSTED, None, 41.0, 0)
+    assert not h.usable(40.9)
+    assert h.begin_request(41.0)
+    h.record_rate_limited(42.0, 100.0, "HTTP 429")
+    assert (h.state, h.trial_since, h.until) == (State.EXHAUSTED, None, 100.0)
+    assert h.begin_request(100.0)
+
+
+def test_lost_trial_is_replaced_after_a_recheck() -> None:
+    h = health()
+    h.record_exhausted(0.0, 10.0, "credit")
+    assert h.begin_request(10.0)
+    assert not h.usable(10.0 + RECHECK - 1.0)
+    assert h.usable(10.0 + RECHECK)
+    assert h.begin_request(10.0 + RECHECK)
+    assert h.trial_since == 10.0 + RECHECK
+
+
+def test_stale_exhausted_reports_extend_an_announced_reset_replaces() -> None:
+    h = health()
+    h.record_exhausted(0.0, None, "credit")
+    h.record_exhausted(100.0, None, "credit, from a request sent earlier")
+    assert h.until == 100.0 + RECHECK
+    h.record_exhausted(101.0, 500.0, "7d window rejected, resets at 500")
+    assert h.until == 500.0  # the account said when: believe it
+    h.record_exhausted(102.0, None, "credit")
+    assert h.until == 102.0 + RECHECK
+
+
+def test_auth_failure_while_exhausted_keeps_the_longer_wait() -> None:
+    h = health()
+    h.record_exhausted(0.0, None, "credit")
+    h.record_auth_failure(1.0, "HTTP 403: organization has been disabled")
+    assert (h.state, h.until) == (State.AUTH_FAILED, RECHECK)
+
+
+def test_reset_brings_an_exhausted_account_back_fresh() -> None:
+    h = health()
+    eject(h, 0.0)
+    h.record_exhausted(1.0, None, "credit")
+    assert h.begin_request(1.0 + RECHECK)
+    h.reset(2.0 + RECHECK, "enabled by the user")
+    assert (h.state, h.until, h.trial_since, h.ejections, h.consecutive_failures) == (
+        State.HEALTHY,
+        None,
+        None,
+        0,
+        0,
+    )
+    assert h.reason == "enabled by the user"
+
+
+def test_disable_and_enable_clear_exhausted() -> None:
+    h = health()
+    h.record_exhausted(0.0, None, "credit")
+    h.disable(1.0)
+    h.record_exhausted(2.0, None, "credit")
+    assert h.state is State.DISABLED
+    h.enable(3.0)
+    assert (h.state, h.until) == (State.HEALTHY, None)

@@ -52,12 +52,14 @@ qcc_account_state{cluster="test",account="a",state="ejected"} 0
 qcc_account_state{cluster="test",account="a",state="probing"} 0
 qcc_account_state{cluster="test",account="a",state="rate_limited"} 0
 qcc_account_state{cluster="test",account="a",state="auth_failed"} 1
+qcc_account_state{cluster="test",account="a",state="exhausted"} 0
 qcc_account_state{cluster="test",account="a",state="disabled"} 0
 qcc_account_state{cluster="test",account="b",state="healthy"} 1
 qcc_account_state{cluster="test",account="b",state="ejected"} 0
 qcc_account_state{cluster="test",account="b",state="probing"} 0
 qcc_account_state{cluster="test",account="b",state="rate_limited"} 0
 qcc_account_state{cluster="test",account="b",state="auth_failed"} 0
+qcc_account_state{cluster="test",account="b",state="exhausted"} 0
 qcc_account_state{cluster="test",account="b",state="disabled"} 0
 # HELP qcc_account_attempts_total Attempts sent to the account, by outcome.
 # TYPE qcc_account_attempts_total counter
@@ -228,6 +230,7 @@ async def test_scrape_after_traffic_and_failover(make: MakeHarness) -> None:
         "probing": 0,
         "rate_limited": 0,
         "auth_failed": 0,
+        "exhausted": 0,
         "disabled": 0,
     }
     # Read at scrape time: the next scrape sees the next request.

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from qcc.errors import CredentialError, NotFoundError
+from qcc.routing.rules import Rule
 
 STRATEGIES = ("priority", "round-robin", "weighted", "least-latency")
 CREDENTIAL_KINDS = ("api_key", "auth_token", "api_key_env", "auth_token_env")
@@ -126,6 +127,8 @@ class Account:
     enabled: bool = True
     models: Mapping[str, str] = field(default_factory=_empty)
     probe: str = "auto"
+    budget_daily_usd: float | None = None
+    budget_monthly_usd: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class Cluster:
     strategy: str = "weighted"
     sticky: bool = True
     accounts: tuple[Account, ...] = ()
+    rules: tuple[Rule, ...] = ()  # matched before the built-in rules (qcc.routing.rules)
+    headroom_min: float = 0.05  # skip an account announcing less than this share of its limit
 
     def account(self, name: str) -> Account:
         for account in self.accounts:
@@ -177,6 +182,7 @@ class HealthSettings:
     ejection_max: float = 300.0
     probe_interval: float = 60.0
     probe_timeout: float = 10.0
+    exhausted_recheck: float = 1800.0  # an exhausted account's next trial, if it announced none
 
 
 @dataclass(frozen=True)

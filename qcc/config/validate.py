@@ -29,6 +29,7 @@ from qcc.config.model import (
 )
 from qcc.errors import ConfigValidationError
 from qcc.redact import looks_like_secret
+from qcc.routing.rules import ACTIONS, REGEX_PREFIX, Rule
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -145,6 +146,12 @@ def _ratio(location: str, value: object) -> float:
     return float(value)
 
 
+def _usd(location: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigValidationError(location, "must be an amount in US dollars > 0, e.g. 20.0")
+    return float(value)
+
+
 def _port(location: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
         raise ConfigValidationError(location, "must be an integer from 1 to 65535")
@@ -207,6 +214,8 @@ ACCOUNT_KEYS = (
     "enabled",
     "models",
     "probe",
+    "budget_daily_usd",
+    "budget_monthly_usd",
 )
 
 
@@ -225,13 +234,63 @@ def account_from(location: str, name: str, value: object) -> Account:
         enabled=_get(table, location, "enabled", True, _bool),
         models=_get(table, location, "models", MappingProxyType({}), _models),
         probe=_get(table, location, "probe", "auto", _one_of(PROBE_MODES)),
+        budget_daily_usd=_get(table, location, "budget_daily_usd", None, _usd),
+        budget_monthly_usd=_get(table, location, "budget_monthly_usd", None, _usd),
     )
+
+
+RULE_KEYS = ("status", "match", "action", "cooldown")
+
+
+def _status(location: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+        raise ConfigValidationError(location, "must be an HTTP status from 100 to 599")
+    return value
+
+
+def rule_from(location: str, value: object) -> Rule:
+    """One ``[[clusters.NAME.rules]]`` table; its regex (``re:...``) is compiled here, once."""
+    table = _table(location, value)
+    _no_unknown(location, table, RULE_KEYS)
+    if "match" not in table:
+        raise ConfigValidationError(
+            f"{location}.match",
+            "is missing; set the text to look for in the error body (or re:<regex>)",
+        )
+    if "action" not in table:
+        raise ConfigValidationError(
+            f"{location}.action", f"is missing; set one of: {', '.join(ACTIONS)}"
+        )
+    match = _string(f"{location}.match", table["match"])
+    if match == REGEX_PREFIX:
+        raise ConfigValidationError(f"{location}.match", "needs a regular expression after re:")
+    action = _one_of(ACTIONS)(f"{location}.action", table["action"])
+    try:
+        return Rule(
+            match=match,
+            action=action,
+            status=_get(table, location, "status", None, _status),
+            cooldown=_get(table, location, "cooldown", None, _seconds),
+            name=location,
+        )
+    except re.error as exc:
+        raise ConfigValidationError(
+            f"{location}.match", f"invalid regular expression after re: ({exc}); fix it"
+        ) from None
+
+
+def _rules(location: str, value: object) -> tuple[Rule, ...]:
+    if not isinstance(value, list):
+        raise ConfigValidationError(
+            location, f"must be an array of tables: write each rule under [[{location}]]"
+        )
+    return tuple(rule_from(f"{location}[{i}]", item) for i, item in enumerate(value))
 
 
 def cluster_from(location: str, name: str, value: object) -> Cluster:
     check_name(location, name)
     table = _table(location, value)
-    _no_unknown(location, table, ("strategy", "sticky", "accounts"))
+    _no_unknown(location, table, ("strategy", "sticky", "headroom_min", "rules", "accounts"))
     accounts_loc = f"{location}.accounts"
     accounts = _table(accounts_loc, table.get("accounts", {}))
     return Cluster(
@@ -241,6 +300,8 @@ def cluster_from(location: str, name: str, value: object) -> Cluster:
         accounts=tuple(
             account_from(f"{accounts_loc}.{acc}", acc, body) for acc, body in accounts.items()
         ),
+        rules=_get(table, location, "rules", (), _rules),
+        headroom_min=_get(table, location, "headroom_min", Cluster.headroom_min, _ratio),
     )
 
 
@@ -309,7 +370,8 @@ def _timeouts(location: str, value: object) -> Timeouts:
 def _health(location: str, value: object) -> HealthSettings:
     table = _table(location, value)
     default = HealthSettings()
-    seconds = ("ejection_base", "ejection_max", "probe_interval", "probe_timeout")
+    seconds: tuple[str, ...] = ("ejection_base", "ejection_max", "probe_interval", "probe_timeout")
+    seconds += ("exhausted_recheck",)
     _no_unknown(location, table, ("failure_threshold", *seconds))
     settings = HealthSettings(
         failure_threshold=_get(

@@ -9,6 +9,9 @@ A synchronous state machine; every method takes ``now`` (monotonic seconds)::
        │                                                  probe gets 401/403 ──▶ AUTH_FAILED
        ├── 429 ──▶ RATE_LIMITED ── until passed (seen by usable) / success ──▶ HEALTHY
        ├── 401/403 ──▶ AUTH_FAILED ── until passed, begin_probe ──▶ PROBING
+       ├── out of credit/quota ──▶ EXHAUSTED ── until passed, begin_request: one trial ──┐
+       │                              ▲  └─ trial fails again: another recheck ◀───────┤
+       │◀──────────────── trial succeeds / reset ───────────────────────────────────────┘
        └── enable ◀── DISABLED ◀── disable (from any state)
 
 Ejection time grows with each ejection in a row: ``min(ejection_base * ejections,
@@ -16,6 +19,18 @@ ejection_max)``, times a jitter in [0.9, 1.1], capped at ``ejection_max``. A suc
 Auth failures back off the same way, so their probes get rarer. A probe that never reports
 (its task died) is considered lost after ``max(probe_interval, probe_timeout)`` seconds and the
 account is due for another probe.
+
+EXHAUSTED (credit spent, quota used up, budget reached) is left only by a real request: a free
+probe can succeed while the credit is zero, so probes are never due for it and a probe's success
+(``record_success(..., probe=True)``) leaves it alone. Once ``until`` (the reset the account
+announced, else ``exhausted_recheck``) has passed, the account is usable for exactly one request
+at a time, the *trial*, claimed by :meth:`AccountHealth.begin_request`. The trial's success makes
+it healthy; the same failure again starts another recheck period; any other ending (a 5xx, a
+cancelled client, a passed-through 400) releases the trial for the next request. A success
+counts only while a trial is in flight: a request sent before the account ran out that succeeds
+afterwards does not bring it back (one that ends during the trial is taken for the trial's
+answer; at worst the next request meets the same error and fails over). :meth:`AccountHealth.reset`
+(the user re-enabling it) brings it back at once.
 """
 
 from __future__ import annotations
@@ -37,6 +52,7 @@ class State(StrEnum):
     PROBING = "probing"
     RATE_LIMITED = "rate_limited"
     AUTH_FAILED = "auth_failed"
+    EXHAUSTED = "exhausted"
     DISABLED = "disabled"
 
 
@@ -71,6 +87,7 @@ class AccountHealth:
         self.consecutive_failures = 0
         self.ejections = 0
         self.transitions: deque[Transition] = deque(maxlen=MAX_TRANSITIONS)
+        self.trial_since: float | None = None  # an exhausted account's trial request in flight
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -78,6 +95,7 @@ class AccountHealth:
         """Enter ``to``; a transition is recorded only if the state changes."""
         if to is not self.state:
             self.transitions.append(Transition(now, self.state, to, reason))
+            self.trial_since = None
             self.state = to
             self.since = now
             self.reason = reason
@@ -103,6 +121,21 @@ class AccountHealth:
     def _probe_deadline(self) -> float:
         return max(self.settings.probe_interval, self.settings.probe_timeout)
 
+    def _trial_open(self, now: float) -> bool:
+        """Exhausted, its wait is over and no trial is in flight (or the one in flight is lost:
+        it never reported within ``exhausted_recheck``)."""
+        if self.until is not None and now < self.until:
+            return False
+        started = self.trial_since
+        return started is None or now - started >= self.settings.exhausted_recheck
+
+    def _end_trial(self, now: float, wait: float) -> None:
+        """An exhausted account's trial ended without an answer on its credit: let the next
+        request try, but not before ``wait`` seconds."""
+        if self.trial_since is not None:
+            self.trial_since = None
+            self.until = max(self.until or now, now + wait)
+
     # ---- queries -------------------------------------------------------------------------
 
     def usable(self, now: float) -> bool:
@@ -113,20 +146,27 @@ class AccountHealth:
             self.until = None
             self._move(now, State.HEALTHY, "rate limit reset")
             return True
+        if self.state is State.EXHAUSTED:
+            return self._trial_open(now)
         return False
 
     def recovers_at(self, now: float) -> float | None:
         """When the account may serve again without a user acting: ``now`` if usable, the end
-        of its cool-down, ejection or probe otherwise; None if auth failed or disabled."""
+        of its cool-down, ejection or probe otherwise; None if auth failed or disabled. An
+        exhausted account recovers, at best, when its trial may start (or the one in flight is
+        considered lost)."""
         if self.usable(now):
             return now
         if self.state in (State.AUTH_FAILED, State.DISABLED):
             return None
+        if self.state is State.EXHAUSTED and self.trial_since is not None:
+            return max(self.until or now, self.trial_since + self.settings.exhausted_recheck)
         return self.until
 
     def probe_due(self, now: float) -> bool:
         """Whether a probe should be sent: out (ejected or auth failed) and its time has come,
-        or a probe in flight was lost."""
+        or a probe in flight was lost. Never for an exhausted account: a probe proves nothing
+        about its credit."""
         if self.state in _OUT or self.state is State.PROBING:
             return self.until is None or now >= self.until
         return False
@@ -145,9 +185,32 @@ class AccountHealth:
         self._move(now, State.PROBING, f"probing after: {self.reason}")
         return True
 
-    def record_success(self, now: float, reason: str = "request succeeded") -> None:
-        """The account answered well: healthy again, ejection growth reset."""
-        if self.state is State.DISABLED:
+    def begin_request(self, now: float) -> bool:
+        """A real request is being sent to the account (call it for every one; for a usable
+        account it does nothing). True when this request is an exhausted account's trial: the
+        account is then not usable by others until the trial reports or :meth:`end_request`."""
+        if self.state is not State.EXHAUSTED or not self._trial_open(now):
+            return False
+        self.trial_since = now
+        return True
+
+    def end_request(self, now: float) -> None:
+        """A request is over. A trial that reported nothing (cancelled by the client, or
+        passed through as the request's fault) is released so the next request may try."""
+        if self.state is State.EXHAUSTED:
+            self._end_trial(now, 0.0)
+
+    def record_success(
+        self, now: float, reason: str = "request succeeded", *, probe: bool = False
+    ) -> None:
+        """The account answered well: healthy again, ejection growth reset.
+
+        An exhausted account is brought back only by a real request's success while its trial
+        is in flight, never by a probe (``probe=True``)."""
+        state = self.state
+        if state is State.DISABLED:
+            return
+        if state is State.EXHAUSTED and (probe or self.trial_since is None):
             return
         self.consecutive_failures = 0
         self.ejections = 0
@@ -160,6 +223,9 @@ class AccountHealth:
         if state is State.DISABLED:
             return
         self.consecutive_failures += 1
+        if state is State.EXHAUSTED:  # the trial (if it was one) proved nothing: try again soon
+            self._end_trial(now, self._base_seconds(1))
+            return
         if state is State.PROBING:
             self._eject(now, State.EJECTED, f"probe failed: {reason}")
         elif state in _OUT:
@@ -177,7 +243,9 @@ class AccountHealth:
         state = self.state
         if state is State.DISABLED:
             return
-        if state in _OUT:
+        if state is State.EXHAUSTED:
+            self._end_trial(now, 0.0)
+        if state in _OUT or state is State.EXHAUSTED:
             if self.until is None or until > self.until:
                 self.until = until
             return
@@ -195,10 +263,40 @@ class AccountHealth:
         if state is State.AUTH_FAILED:
             self._extend(now, reason)
             return
-        cooling = self.until if state in (State.RATE_LIMITED, State.EJECTED) else None
+        cooling = (
+            self.until if state in (State.RATE_LIMITED, State.EJECTED, State.EXHAUSTED) else None
+        )
         self._eject(now, State.AUTH_FAILED, reason)
         if cooling is not None and self.until is not None and cooling > self.until:
             self.until = cooling
+
+    def record_exhausted(self, now: float, until: float | None, reason: str) -> None:
+        """Out of credit, quota or budget: out of rotation until ``until`` (monotonic; the reset
+        the account announced), else for ``exhausted_recheck`` seconds; then one trial request
+        decides. Not a health failure: ejection counters are left alone. An announced ``until``
+        replaces the current wait; a recheck period only ever extends it."""
+        state = self.state
+        if state is State.DISABLED:
+            return
+        if until is None:
+            until = now + self.settings.exhausted_recheck
+            if state is State.EXHAUSTED and self.trial_since is None and self.until is not None:
+                until = max(until, self.until)
+        self.trial_since = None
+        self.until = until
+        self.reason = reason
+        self._move(now, State.EXHAUSTED, reason)
+
+    def reset(self, now: float, reason: str = "reset") -> None:
+        """The user vouched for the account (``qcc account enable`` on an enabled account):
+        healthy at once with fresh counters, whatever it was (except disabled: see enable)."""
+        if self.state is State.DISABLED:
+            return
+        self.consecutive_failures = 0
+        self.ejections = 0
+        self.until = None
+        self.trial_since = None
+        self._move(now, State.HEALTHY, reason)
 
     def disable(self, now: float) -> None:
         """The user took the account out; only :meth:`enable` brings it back."""
