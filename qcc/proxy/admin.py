@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
+from qcc.accounts.member import Member
 from qcc.proxy.messages import error_body
 from qcc.proxy.metrics import REGISTRY_KEY, render
-from qcc.proxy.pool import Member
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 
 JSON = "application/json"

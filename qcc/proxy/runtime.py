@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from qcc.accounts.pool import AccountPool
 from qcc.config.model import Cluster, Config
-from qcc.proxy.pool import AccountPool
 from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
 
