@@ -76,6 +76,8 @@ async def test_probe_429_without_reset_headers_rests_for_the_configured_default(
     assert until == pytest.approx(asyncio.get_running_loop().time() + 4, abs=0.5)
     assert member.stats.last_error.startswith("probe: POST /v1/messages/count_tokens: HTTP 429")
     assert member.stats.outcomes == {}  # a probe is not a request
+    stats = await (await h.client.get("/accounts/stats")).json()
+    assert stats["accounts"][0]["local_errors"] == 0
 
 
 async def test_monitor_takes_any_probe_callable() -> None:

@@ -26,8 +26,8 @@ a probe's time is not a generation's, so it never feeds the latency score.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from qcc.accounts.member import Member
 from qcc.health.state import State, Transition
@@ -43,25 +43,32 @@ class Source(StrEnum):
     PROBE = "probe"
 
 
-@dataclass(frozen=True, slots=True)
-class Observation:
-    """One outcome of one attempt or probe, as the observer saw it.
+class Observation(NamedTuple):
+    """One outcome of one attempt or probe, as the observer saw it. Immutable (a named tuple:
+    built once per request on the hot path, where it costs a third of a frozen dataclass).
 
     ``reason`` is in qcc's words and becomes the health reason; ``detail`` is what the account
     said, kept in ``last_error`` only. Both are scrubbed (of the account's credential and of
-    ``client_secrets``) before anything is stored. ``cooldown`` is the rest the account announced
-    (``retry-after`` or reset headers), None when it announced none.
+    ``client_secrets``) before anything is stored, and left out of ``repr``. ``cooldown`` is the
+    rest the account announced (``retry-after`` or reset headers), None when it announced none.
+    ``local`` marks a failure on qcc's side (see the module's table).
     """
 
     source: Source
     outcome: Outcome
-    reason: str = field(default="", repr=False)  # unscrubbed until report() stores it
-    detail: str = field(default="", repr=False)
+    reason: str = ""
+    detail: str = ""
     status: int | None = None
     cooldown: float | None = None
     ttfb: float | None = None
     local: bool = False
-    client_secrets: tuple[str, ...] = field(default=(), repr=False)
+    client_secrets: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # never the reason, detail or secrets: they are not scrubbed yet
+        return (
+            f"Observation(source={self.source.value}, outcome={self.outcome.value}, "
+            f"status={self.status}, cooldown={self.cooldown}, ttfb={self.ttfb}, local={self.local})"
+        )
 
 
 def leaves_rotation(change: Transition | None) -> bool:
@@ -81,16 +88,17 @@ def report(member: Member, obs: Observation, now: float, wall_now: float) -> Tra
     if obs.source is Source.TRAFFIC:
         stats = member.stats
         stats.outcomes[outcome] += 1
-        if outcome in _ALIVE:
+        if outcome is Outcome.SUCCESS:  # the hot path: one request in most
             ttfb = obs.ttfb
             if ttfb is not None:
                 stats.ttfb.observe(ttfb)
-            if outcome is Outcome.CLIENT_ERROR:
-                return None  # the request was at fault; the account's record is unchanged
-            if ttfb is not None:
                 member.latency.observe(ttfb, now)
             health.record_success(now)
-            return _change(member, before)
+            return health.transitions[-1] if health.state is not before else None
+        if outcome is Outcome.CLIENT_ERROR:  # the request was at fault: alive, record unchanged
+            if obs.ttfb is not None:
+                stats.ttfb.observe(obs.ttfb)
+            return None
         stats.failures += 1
     elif outcome in _ALIVE:
         words = _words(obs)

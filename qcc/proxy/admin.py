@@ -66,6 +66,7 @@ def member_document(member: Member, now: float, wall_now: float) -> dict[str, An
         "enabled": account.enabled,
         "requests": stats.requests,
         "failures": stats.failures,
+        "local_errors": stats.local_errors,  # failed on qcc's side; not held against the account
         "consecutive_failures": health.consecutive_failures,
         "ejections": health.ejections,
         "in_flight": stats.in_flight,
