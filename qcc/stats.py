@@ -76,6 +76,7 @@ class Usage:
 class AccountStats:
     requests: int = 0  # attempts sent to this account
     failures: int = 0  # attempts that failed over (any reason)
+    local_errors: int = 0  # attempts that failed on qcc's side; never held against the account
     in_flight: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     last_error: str | None = None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from proxyharness import cluster_config
 
+from qcc.accounts.observe import Observation, Source
+from qcc.accounts.pool import AccountPool
 from qcc.health.state import State
-from qcc.proxy.pool import AccountPool
 from qcc.routing.classify import Outcome
 
 TOKEN = "oat01-TOKENTOKENTOKENTOKEN-777"
@@ -24,15 +25,15 @@ def test_failure_detail_and_reason_are_scrubbed() -> None:
     pool = make_pool()
     member = pool.members["tok"]
     assert member.secrets() == (f"Bearer {TOKEN}", TOKEN)
-    pool.record_failure(
-        member,
+    seen = Observation(
+        Source.TRAFFIC,
         Outcome.AUTH_FAILED,
         f"HTTP 401 authentication_error {TOKEN}",
-        1.0,
-        1000.0,
         detail=f"bad token {TOKEN}, you sent {CLIENT}",
         client_secrets=(CLIENT,),
     )
+    assert CLIENT not in repr(seen) and TOKEN not in repr(seen)
+    pool.report(member, seen, 1.0, 1000.0)
     last = member.stats.last_error or ""
     assert TOKEN not in last and CLIENT not in last
     assert last.endswith("bad token [redacted], you sent [redacted]")

@@ -183,6 +183,9 @@ class HealthSettings:
     probe_interval: float = 60.0
     probe_timeout: float = 10.0
     exhausted_recheck: float = 1800.0  # an exhausted account's next trial, if it announced none
+    # How long a 429 (or a stream opening with rate_limit_error) rests an account that announced
+    # neither retry-after nor a reset time. Short: such a 429 is usually about one request.
+    rate_limit_default: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -370,8 +370,14 @@ def _timeouts(location: str, value: object) -> Timeouts:
 def _health(location: str, value: object) -> HealthSettings:
     table = _table(location, value)
     default = HealthSettings()
-    seconds: tuple[str, ...] = ("ejection_base", "ejection_max", "probe_interval", "probe_timeout")
-    seconds += ("exhausted_recheck",)
+    seconds = (
+        "ejection_base",
+        "ejection_max",
+        "probe_interval",
+        "probe_timeout",
+        "rate_limit_default",
+        "exhausted_recheck",
+    )
     _no_unknown(location, table, ("failure_threshold", *seconds))
     settings = HealthSettings(
         failure_threshold=_get(

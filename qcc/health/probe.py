@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from qcc.config.model import Account
-from qcc.routing.classify import Outcome, classify_status, cooldown_seconds
+from qcc.routing.classify import Outcome, announced_cooldown, classify_status
 
 PROBE_MODEL = "claude-haiku-4-5"
 _PING = [{"role": "user", "content": "ping"}]
@@ -96,7 +96,7 @@ async def check_once(
                     outcome = classify_status(response.status)
                     cooldown = None
                     if outcome is Outcome.RATE_LIMITED:
-                        cooldown = cooldown_seconds(response.headers, time.time(), default=30.0)
+                        cooldown = announced_cooldown(response.headers, time.time())
                     return ProbeResult(
                         outcome,
                         f"{label}: HTTP {response.status}",

@@ -11,9 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
+from qcc.accounts.member import Member
 from qcc.proxy.messages import error_body
 from qcc.proxy.metrics import REGISTRY_KEY, render
-from qcc.proxy.pool import Member
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 
 JSON = "application/json"
@@ -66,6 +66,7 @@ def member_document(member: Member, now: float, wall_now: float) -> dict[str, An
         "enabled": account.enabled,
         "requests": stats.requests,
         "failures": stats.failures,
+        "local_errors": stats.local_errors,  # failed on qcc's side; not held against the account
         "consecutive_failures": health.consecutive_failures,
         "ejections": health.ejections,
         "in_flight": stats.in_flight,

@@ -24,14 +24,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from qcc import logs
+from qcc.accounts.monitor import HealthMonitor
+from qcc.accounts.pool import AccountPool
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
-from qcc.health.monitor import HealthMonitor
-from qcc.proxy import admin, metrics, usage
+from qcc.proxy import admin, metrics, probing, usage
 from qcc.proxy.forward import handle_api
 from qcc.proxy.guard import TARGET, VIEW, Refusal, api_target, decoded_view
 from qcc.proxy.messages import error_body
-from qcc.proxy.pool import AccountPool
 from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 from qcc.proxy.upstream import UpstreamClient
@@ -217,7 +217,7 @@ def create_app(
         app[RUNTIME_KEY] = runtime
         app[metrics.REGISTRY_KEY] = metrics.new_registry(runtime)  # read by /metrics
         tasks: list[asyncio.Task[None]] = []
-        health_monitor = HealthMonitor(runtime)
+        health_monitor = HealthMonitor(pool, probing.prober(runtime))
         if monitor:
             tasks.append(_owned(health_monitor.run(), "qcc-health-monitor"))
         if store is not None:

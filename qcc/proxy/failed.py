@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from qcc.accounts.pool import AccountPool
 from qcc.proxy.messages import error_body
-from qcc.proxy.pool import AccountPool
 from qcc.routing.classify import Outcome
 
 _KEY_WORD = re.compile(r"x-api-key", re.IGNORECASE)

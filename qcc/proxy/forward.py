@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
+from qcc.accounts.member import Member
+from qcc.accounts.observe import Observation, Source
 from qcc.proxy import sse
 from qcc.proxy.admin import unauthorized
 from qcc.proxy.failed import Failure, all_failed
@@ -33,10 +35,9 @@ from qcc.proxy.messages import (
     upstream_headers,
     wants_stream,
 )
-from qcc.proxy.pool import Member
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 from qcc.proxy.upstream import ConnectTimeout, Response, UpstreamError, render_head
-from qcc.routing.classify import Outcome, classify_status, cooldown_seconds, fails_over
+from qcc.routing.classify import Outcome, announced_cooldown, classify_status, fails_over
 from qcc.routing.sticky import session_key
 
 log = logging.getLogger("qcc.proxy")
@@ -226,10 +227,8 @@ class Exchange:
             # the head is never reset to healthy by their start (issue 11, item 9).
             if broken:
                 return Done(member.name, response, upstream.status, "broken")
-            if outcome is Outcome.SUCCESS:
-                rt.pool.record_success(member, loop.time(), ttfb)
-            else:
-                rt.pool.record_client_error(member, loop.time(), ttfb)
+            seen = Observation(Source.TRAFFIC, outcome, status=upstream.status, ttfb=ttfb)
+            rt.pool.report(member, seen, loop.time(), time.time())
             return Done(member.name, response, upstream.status, "ok")
         except TimeoutError as exc:
             if isinstance(exc, ConnectTimeout):
@@ -257,19 +256,17 @@ class Exchange:
         committed: bool = False,
     ) -> Failure:
         """Record a failed attempt. ``reason`` is in qcc's words; ``detail`` is the account's."""
-        now = asyncio.get_running_loop().time()
-        pool, stats = self.rt.pool, member.stats
-        secrets = self.client_secrets()
-        pool.record_failure(
-            member,
+        seen = Observation(
+            Source.TRAFFIC,
             outcome,
             reason,
-            now,
-            time.time(),
-            cooldown,
             detail=detail,
-            client_secrets=secrets,
+            status=status,
+            cooldown=cooldown,
+            client_secrets=self.client_secrets(),
         )
+        self.rt.pool.report(member, seen, asyncio.get_running_loop().time(), time.time())
+        stats = member.stats
         if committed:
             log.warning("%s after the response was committed", stats.last_error)
         else:
@@ -303,7 +300,7 @@ class Exchange:
         reason = f"HTTP {upstream.status}" + (f" {kind}" if kind else "")
         cooldown = None
         if outcome is Outcome.RATE_LIMITED:
-            cooldown = cooldown_seconds(upstream.headers, time.time(), default=30.0)
+            cooldown = announced_cooldown(upstream.headers, time.time())
         return self._fail(member, outcome, reason, upstream.status, cooldown, detail)
 
     async def _first_events(
@@ -330,10 +327,8 @@ class Exchange:
                 if name == "error":
                     kind = _error_kind(sse.error_type(data)) or "error"
                     outcome = _STREAM_ERRORS.get(kind, Outcome.STREAM_ERROR)
-                    cooldown = 30.0 if outcome is Outcome.RATE_LIMITED else None
-                    return self._fail(
-                        member, outcome, f"stream began with {kind}", cooldown=cooldown
-                    )
+                    # No cool-down announced: health.rate_limit_default applies.
+                    return self._fail(member, outcome, f"stream began with {kind}")
                 return buf  # content (or an event qcc does not know): commit
             if len(buf) > PRECOMMIT_LIMIT:
                 return buf

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from qcc.accounts.pool import AccountPool
 from qcc.config.model import Cluster, Config
 from qcc.proxy.guard import EdgePolicy
-from qcc.proxy.pool import AccountPool
 from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
 

@@ -12,9 +12,9 @@ import json
 import logging
 from pathlib import Path
 
+from qcc.accounts.pool import AccountPool
 from qcc.config.store import atomic_write
 from qcc.paths import state_dir
-from qcc.proxy.pool import AccountPool
 from qcc.stats import USAGE_FIELDS
 
 log = logging.getLogger("qcc.proxy")

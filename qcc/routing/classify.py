@@ -160,12 +160,13 @@ def _standard(view: Mapping[str, str]) -> float | None:
     return _pick(resets)
 
 
-def cooldown_seconds(headers: Mapping[str, str], wall_now: float, default: float) -> float:
-    """How long a rate-limited account should rest, from its 429 response headers.
+def announced_cooldown(headers: Mapping[str, str], wall_now: float) -> float | None:
+    """How long a rate-limited account asks to rest, from its 429 response headers; None if
+    it says nothing usable (the caller's default, ``health.rate_limit_default``, applies).
 
     Tried in order, the first well-formed answer wins: ``retry-after`` (seconds or HTTP-date);
-    the unified subscription resets (epoch seconds); the per-kind API resets (RFC 3339); else
-    ``default``. Malformed values are skipped. The result is clamped to [1 s, 1 day].
+    the unified subscription resets (epoch seconds); the per-kind API resets (RFC 3339).
+    Malformed values are skipped. The result is clamped to [1 s, 1 day].
     """
     view = {str(key).lower(): str(value) for key, value in headers.items()}
     retry_after = view.get("retry-after")
@@ -177,4 +178,10 @@ def cooldown_seconds(headers: Mapping[str, str], wall_now: float, default: float
         at = reader(view)
         if at is not None:
             return _clamp(at - wall_now)
-    return _clamp(default)
+    return None
+
+
+def cooldown_seconds(headers: Mapping[str, str], wall_now: float, default: float) -> float:
+    """:func:`announced_cooldown`, else ``default`` (clamped the same way)."""
+    seconds = announced_cooldown(headers, wall_now)
+    return _clamp(default) if seconds is None else seconds

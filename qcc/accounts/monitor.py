@@ -1,5 +1,8 @@
 """Active health checking: the embedded monitor task a running proxy owns.
 
+It schedules probes; how an account is probed is the proxy's business (the ``probe`` callable it
+is given), and what a probe's outcome means is :func:`qcc.accounts.observe.report`'s.
+
 * every account is probed once at start-up, so ``/health`` is true before traffic arrives;
 * an ejected or auth-failed account is probed the moment its ejection time is up (half-open:
   that one probe decides);
@@ -13,22 +16,28 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
-from qcc.health.probe import ProbeResult, check_once
+from qcc.accounts.member import Member
+from qcc.accounts.observe import Observation
+from qcc.accounts.pool import AccountPool
 from qcc.health.state import State
-from qcc.proxy.pool import Member
-from qcc.proxy.runtime import Runtime
-from qcc.redact import scrub
-from qcc.routing.classify import Outcome, counts_against_health
 
 log = logging.getLogger("qcc.health")
 
 MAX_SLEEP = 1.0  # wake at least this often to notice reloads and new accounts
 
+Probe = Callable[[Member], Awaitable[Observation]]
+"""Probe one account (its ``header`` is set); bounded by the probe timeout, never raises."""
+
 
 class HealthMonitor:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    """Probes the accounts of ``pool`` with ``probe``; settings are read from the pool, so a
+    reloaded ``[health]`` table applies at the next decision."""
+
+    def __init__(self, pool: AccountPool, probe: Probe) -> None:
+        self.pool = pool
+        self.check = probe
         self.probing: dict[str, asyncio.Task[None]] = {}
 
     def due(self, member: Member, now: float) -> bool:
@@ -39,13 +48,13 @@ class HealthMonitor:
             return True
         idle_for = now - member.last_used
         return (
-            health.state is State.HEALTHY and idle_for >= self.runtime.config.health.probe_interval
+            health.state is State.HEALTHY and idle_for >= self.pool.health_settings.probe_interval
         )
 
     def next_wake(self, now: float) -> float:
-        interval = self.runtime.config.health.probe_interval
+        interval = self.pool.health_settings.probe_interval
         wake = now + MAX_SLEEP
-        for member in self.runtime.pool.members.values():
+        for member in self.pool.members.values():
             health = member.health
             if health.state in (State.EJECTED, State.AUTH_FAILED) and health.until is not None:
                 wake = min(wake, health.until)
@@ -56,15 +65,15 @@ class HealthMonitor:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            for member in list(self.runtime.pool.members.values()):
+            for member in list(self.pool.members.values()):
                 if member.header is not None and member.health.state is not State.DISABLED:
                     self.start_probe(member)
             while True:
                 now = loop.time()
-                for member in list(self.runtime.pool.members.values()):
+                for member in list(self.pool.members.values()):
                     if self.due(member, now):
                         self.start_probe(member)
-                pool = self.runtime.pool
+                pool = self.pool
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.next_wake(loop.time()) - loop.time()):
                         await pool.out_of_rotation.wait()
@@ -89,34 +98,7 @@ class HealthMonitor:
         task.add_done_callback(forget)
 
     async def probe(self, member: Member) -> None:
-        rt = self.runtime
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        member.health.begin_probe(now)  # half-open when due; a no-op for idle probes
-        member.last_used = now
-        assert member.header is not None
-        result = await check_once(
-            rt.session, member.account, member.header, rt.config.health.probe_timeout
-        )
-        apply_probe(member, result, loop.time())
-
-
-def apply_probe(member: Member, result: ProbeResult, now: float) -> None:
-    """Feed a probe's result into the account's state machine."""
-    health = member.health
-    before = health.state
-    # The detail may quote the account's answer: scrubbed before it is stored or logged.
-    detail = scrub(result.detail, member.secrets())
-    if not result.ok:
-        member.stats.last_error = f"probe: {detail}"
-        member.stats.last_error_at = time.time()
-    if result.ok:
-        health.record_success(now, f"probe ok ({detail})")
-    elif result.outcome is Outcome.AUTH_FAILED:
-        health.record_auth_failure(now, f"probe: {detail}")
-    elif result.outcome is Outcome.RATE_LIMITED:
-        health.record_rate_limited(now, now + (result.cooldown or 30.0), f"probe: {detail}")
-    elif counts_against_health(result.outcome):
-        health.record_failure(now, f"probe: {detail}")
-    if health.state is not before:
-        log.info("account %s: %s -> %s (%s)", member.name, before, health.state, health.reason)
+        self.pool.begin_probe(member, loop.time())
+        observation = await self.check(member)
+        self.pool.report(member, observation, loop.time(), time.time())

@@ -1,9 +1,9 @@
 """The account pool: the one owner of every account's runtime state in a running proxy.
 
-A :class:`Member` joins an account's config with its health state machine, latency score and
-stats. The pool answers "which account next?" (sticky session, then strategy, then panic mode),
-records outcomes, and applies a reloaded cluster without losing the state of unchanged accounts.
-Everything here is synchronous and takes ``now`` (monotonic seconds) from the caller.
+The pool answers "which account next?" (sticky session, then strategy, then panic mode), passes
+observed outcomes to :func:`qcc.accounts.observe.report` (the one health decision), and applies a
+reloaded cluster without losing the state of unchanged accounts. Everything here is synchronous
+and takes ``now`` (monotonic seconds) from the caller.
 """
 
 from __future__ import annotations
@@ -12,40 +12,17 @@ import asyncio
 import logging
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
+from qcc.accounts import observe
+from qcc.accounts.member import Member
 from qcc.config.model import Account, Cluster, HealthSettings
 from qcc.errors import CredentialError
-from qcc.health.state import AccountHealth, State
+from qcc.health.state import AccountHealth, State, Transition
 from qcc.redact import scrub
-from qcc.routing.classify import Outcome, counts_against_health
-from qcc.routing.latency import LatencyScore
 from qcc.routing.sticky import StickyTable
 from qcc.routing.strategies import Candidate, Strategy, choose, make_strategy
-from qcc.stats import AccountStats
 
 log = logging.getLogger("qcc.health")
-
-
-@dataclass(eq=False)
-class Member:
-    account: Account
-    health: AccountHealth
-    latency: LatencyScore = field(default_factory=LatencyScore)
-    stats: AccountStats = field(default_factory=AccountStats)
-    last_used: float = 0.0  # monotonic time of the last attempt or probe
-    header: tuple[str, str] | None = None  # resolved credential header; None if unresolvable
-
-    @property
-    def name(self) -> str:
-        return self.account.name
-
-    def secrets(self) -> tuple[str, ...]:
-        """The account's credential as sent (and the bare token of a bearer header)."""
-        if self.header is None:
-            return ()
-        value = self.header[1]
-        return (value, value[7:]) if value[:7].lower() == "bearer " else (value,)
 
 
 def _same_endpoint(a: Account, b: Account) -> bool:
@@ -186,54 +163,30 @@ class AccountPool:
     def end(self, member: Member) -> None:
         member.stats.in_flight -= 1
 
-    def record_success(self, member: Member, now: float, ttfb: float | None) -> None:
-        member.stats.outcomes[Outcome.SUCCESS] += 1
-        if ttfb is not None:
-            member.latency.observe(ttfb, now)
-            member.stats.ttfb.observe(ttfb)
-        member.health.record_success(now)
+    def begin_probe(self, member: Member, now: float) -> None:
+        """A probe starts: half-open when the account is due; a no-op for idle probes."""
+        member.health.begin_probe(now)
+        member.last_used = now
 
-    def record_client_error(self, member: Member, now: float, ttfb: float | None) -> None:
-        """The request was at fault, not the account: the account answered, so it is alive."""
-        member.stats.outcomes[Outcome.CLIENT_ERROR] += 1
-        if ttfb is not None:
-            member.stats.ttfb.observe(ttfb)
-
-    def record_failure(
-        self,
-        member: Member,
-        outcome: Outcome,
-        reason: str,
-        now: float,
-        wall_now: float,
-        cooldown: float | None = None,
-        *,
-        detail: str = "",
-        client_secrets: tuple[str, ...] = (),
-    ) -> None:
-        """One failed attempt. ``reason`` is qcc's own words (it becomes the health reason);
-        ``detail`` is what the account said, kept in ``last_error`` only. Both are scrubbed of
-        the account's credential and the client's key before they are stored."""
-        stats = member.stats
-        stats.failures += 1
-        stats.outcomes[outcome] += 1
-        secrets = member.secrets() + client_secrets
-        reason = scrub(reason, secrets)
-        stats.last_error = scrub(f"{reason}: {detail}", secrets) if detail else reason
-        stats.last_error_at = wall_now
-        member.latency.penalize(now)
-        health = member.health
-        before = health.state
-        if outcome is Outcome.RATE_LIMITED:
-            health.record_rate_limited(now, now + (cooldown or 0.0), reason)
-        elif outcome is Outcome.AUTH_FAILED:
-            health.record_auth_failure(now, reason)
-        elif counts_against_health(outcome):
-            health.record_failure(now, reason)
-        if health.state is not before:
-            log.warning("account %s: %s -> %s (%s)", member.name, before, health.state, reason)
-            if health.state in (State.EJECTED, State.AUTH_FAILED):
+    def report(
+        self, member: Member, observation: observe.Observation, now: float, wall_now: float
+    ) -> Transition | None:
+        """What traffic or a probe saw, applied by the one health decision; logged if the state
+        changed, and the monitor woken if the account left rotation."""
+        change = observe.report(member, observation, now, wall_now)
+        if change is not None:
+            level = logging.INFO if change.to_state is State.HEALTHY else logging.WARNING
+            log.log(
+                level,
+                "account %s: %s -> %s (%s)",
+                member.name,
+                change.from_state,
+                change.to_state,
+                change.reason,
+            )
+            if observe.leaves_rotation(change):
                 self.out_of_rotation.set()
+        return change
 
     # ---- views ---------------------------------------------------------------------------
 

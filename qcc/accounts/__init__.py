@@ -1,0 +1,7 @@
+"""The accounts of a running proxy: who they are, how they are doing, which one serves next.
+
+Knows nothing of HTTP. ``member`` joins an account's config with its runtime state; ``pool``
+selects (sticky session, strategy, panic mode) and applies reloads; ``observe`` is the one place
+an outcome (from traffic or a probe) becomes health state, stats and latency score; ``monitor``
+schedules probes through a callable the proxy gives it.
+"""
