@@ -297,9 +297,9 @@ def cooldown_for_429(
     """How long a 429 cools an account down, in seconds (clamped to [1 s, 1 day]).
 
     A 429 with a ``rejected`` (or used-up) unified window waits for that window's reset: hours,
-    not the ``retry-after`` of a request-scoped limit. Otherwise ``retry-after`` when given; else the
-    reset of an exhausted API quota (remaining 0); else ``default`` (a few seconds: a 429 that
-    says nothing is request-scoped).
+    not the ``retry-after`` of a request-scoped limit. Otherwise ``retry-after`` when given;
+    else the reset of an exhausted API quota (remaining 0); else ``default`` (a few seconds:
+    a 429 that says nothing is request-scoped).
     """
     if limits is not None:
         until = _latest_future((w.reset for w in _closed_windows(limits)), wall_now)
