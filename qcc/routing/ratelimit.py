@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 PREFIX = "anthropic-ratelimit-"
 _UNIFIED = "unified-"
@@ -34,6 +34,7 @@ NOT_A_LIMIT = frozenset({"overage"})
 UTILIZATION_MAX = 0.98  # a window this full is treated as closed
 MIN_COOLDOWN = 1.0
 MAX_COOLDOWN = 86400.0
+MAX_WINDOW_COOLDOWN = 8 * 86400.0  # a rejected weekly window may keep an account out for days
 
 # ---- value parsers (shared with qcc.routing.classify) ---------------------------------------
 
@@ -74,15 +75,18 @@ def rfc3339(value: str) -> float | None:
 
 def parse_reset(value: str) -> float | None:
     """A reset time as unix seconds: epoch seconds (or milliseconds), or RFC 3339."""
+    if "-" in value or ":" in value:  # a date (or a negative number, which is no reset either)
+        return rfc3339(value)
     number = finite(value)
-    if number is not None:
-        if number <= 0:
-            return None
-        return number / 1000.0 if number > 1e11 else number  # ms epochs are 13 digits
-    return rfc3339(value)
+    if number is None or number <= 0:
+        return None
+    return number / 1000.0 if number > 1e11 else number  # ms epochs are 13 digits
 
 
 def _int(value: str) -> int | None:
+    value = value.strip()
+    if value.isdigit():  # the common case, without raising
+        return int(value)
     number = finite(value)
     if number is None or number < 0 or number != int(number):
         return None
@@ -99,8 +103,7 @@ def _fraction(value: str) -> float | None:
 # ---- the snapshot ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Quota:
+class Quota(NamedTuple):
     """One API-key limit: ``requests``, ``tokens``, ``input-tokens`` or ``output-tokens``."""
 
     kind: str
@@ -119,8 +122,7 @@ class Quota:
         return {"limit": self.limit, "remaining": self.remaining, "reset": self.reset}
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """One subscription window: ``""`` (the overall status), ``5h``, ``7d``, ..."""
 
     name: str
@@ -173,9 +175,9 @@ def parse_limits(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Limi
     pairs as received (any case). Never raises on bad values: they are skipped.
     """
     found: dict[str, str] | None = None
-    for name, value in _items(headers):
-        # The common case is one failed comparison per header: no allocation.
-        if name.startswith(PREFIX) or (name[:1] in "aA" and name[:20].lower() == PREFIX):
+    for name, value in headers if isinstance(headers, list) else _items(headers):
+        # The common case costs a length test and one character comparison: no allocation.
+        if len(name) > 20 and name[19] == "-" and name[:20].lower() == PREFIX:
             if found is None:
                 found = {}
             found[name[20:].lower()] = value
@@ -184,53 +186,47 @@ def parse_limits(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Limi
     return _build(found)
 
 
+_QUOTA_KEYS = {f"{kind}-{field}": (kind, field) for kind in QUOTA_KINDS for field in _QUOTA_FIELDS}
+
+
 def _build(found: dict[str, str]) -> Limits:
-    quotas: list[Quota] = []
-    for kind in QUOTA_KINDS:
-        limit = found.get(f"{kind}-limit")
-        remaining = found.get(f"{kind}-remaining")
-        reset = found.get(f"{kind}-reset")
-        if limit is None and remaining is None and reset is None:
-            continue
-        quota = Quota(
-            kind,
-            limit=None if limit is None else _int(limit),
-            remaining=None if remaining is None else _int(remaining),
-            reset=None if reset is None else parse_reset(reset),
-        )
-        if quota.limit is not None or quota.remaining is not None or quota.reset is not None:
-            quotas.append(quota)
-    fields: dict[str, dict[str, str]] = {}
+    quotas: dict[str, dict[str, Any]] = {}
+    windows: dict[str, dict[str, Any]] = {}
     claim: str | None = None
     for key, value in found.items():
+        hit = _QUOTA_KEYS.get(key)
+        if hit is not None:
+            kind, field = hit
+            number = parse_reset(value) if field == "reset" else _int(value)
+            if number is not None:
+                quotas.setdefault(kind, {})[field] = number
+            continue
         if not key.startswith(_UNIFIED):
             continue
-        rest = key[len(_UNIFIED) :]
-        if rest == "representative-claim":
-            claim = value.strip() or None
-            continue
+        rest = key[8:]  # len(_UNIFIED)
         if rest in _WINDOW_FIELDS:
             name, field = "", rest
+        elif rest == "representative-claim":
+            claim = value.strip() or None
+            continue
         else:
             name, _, field = rest.rpartition("-")
             if field not in _WINDOW_FIELDS or not name or "-" in name or name in NOT_A_LIMIT:
                 continue  # e.g. fallback-percentage, 5h-surpassed-threshold, overage-status
-        fields.setdefault(name, {})[field] = value
-    windows: list[Window] = []
-    for name in sorted(fields):
-        raw = fields[name]
-        status = raw.get("status")
-        utilization = raw.get("utilization")
-        reset = raw.get("reset")
-        window = Window(
-            name,
-            status=status.strip().lower() or None if status is not None else None,
-            utilization=None if utilization is None else _fraction(utilization),
-            reset=None if reset is None else parse_reset(reset),
-        )
-        if window.status or window.utilization is not None or window.reset is not None:
-            windows.append(window)
-    return Limits(tuple(quotas), tuple(windows), claim)
+        parsed: str | float | None
+        if field == "status":
+            parsed = value.strip().lower() or None
+        elif field == "reset":
+            parsed = parse_reset(value)
+        else:
+            parsed = _fraction(value)
+        if parsed is not None:
+            windows.setdefault(name, {})[field] = parsed
+    return Limits(
+        tuple(Quota(kind, **quotas[kind]) for kind in QUOTA_KINDS if kind in quotas),
+        tuple(Window(name, **windows[name]) for name in sorted(windows)),
+        claim,
+    )
 
 
 # ---- decisions -------------------------------------------------------------------------------
@@ -287,14 +283,15 @@ def blocked_until(limits: Limits, headroom_min: float, wall_now: float) -> float
     return _latest_future(resets, wall_now)
 
 
-def _clamp(seconds: float) -> float:
-    return min(max(seconds, MIN_COOLDOWN), MAX_COOLDOWN)
+def _clamp(seconds: float, most: float = MAX_COOLDOWN) -> float:
+    return min(max(seconds, MIN_COOLDOWN), most)
 
 
 def cooldown_for_429(
     limits: Limits | None, retry_after_seconds: float | None, wall_now: float, default: float
 ) -> float:
-    """How long a 429 cools an account down, in seconds (clamped to [1 s, 1 day]).
+    """How long a 429 cools an account down, in seconds (at least 1 s; at most 1 day, or 8 days
+    for a unified window).
 
     A 429 with a ``rejected`` (or used-up) unified window waits for that window's reset: hours,
     not the ``retry-after`` of a request-scoped limit. Otherwise ``retry-after`` when given;
@@ -304,7 +301,7 @@ def cooldown_for_429(
     if limits is not None:
         until = _latest_future((w.reset for w in _closed_windows(limits)), wall_now)
         if until is not None:
-            return _clamp(until - wall_now)
+            return _clamp(until - wall_now, MAX_WINDOW_COOLDOWN)
     if retry_after_seconds is not None:
         return _clamp(retry_after_seconds)
     if limits is not None:
