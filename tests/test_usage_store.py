@@ -208,7 +208,8 @@ recorder = UsageRecorder(Path(sys.argv[1]), PriceTable({"claude": Price(3, 15, 3
 recorder.start()
 for i in range(50):
     recorder.add(time.time(), "prod", "main", "claude-sonnet-4-5", {"input_tokens": 10})
-while recorder.written == 0:
+deadline = time.monotonic() + 5
+while recorder.written == 0 and time.monotonic() < deadline:
     time.sleep(0.01)
 time.sleep(0.3)  # several more intervals: everything added is committed
 print("ready", flush=True)
