@@ -11,8 +11,8 @@ Two families of headers, both on every response (success or not)::
     anthropic-ratelimit-unified-representative-claim                  -> Limits.representative_claim
 
 Either reset format is accepted in either family. A missing or garbled value is skipped, never
-raised. :func:`parse_limits` costs one ``str`` comparison per header when there is nothing to
-read (the common case for relays), and returns ``None`` then.
+raised. When there is nothing to read (the common case for relays) :func:`parse_limits` costs a
+length test and one character comparison per header, allocates nothing and returns ``None``.
 """
 
 from __future__ import annotations
