@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from qcc.errors import CredentialError, NotFoundError
 from qcc.routing.rules import Rule
+from qcc.usage.pricing import Price
 
 STRATEGIES = ("priority", "round-robin", "weighted", "least-latency")
 CREDENTIAL_KINDS = ("api_key", "auth_token", "api_key_env", "auth_token_env")
@@ -203,6 +204,7 @@ class Config:
     health: HealthSettings = HealthSettings()
     retry: RetrySettings = RetrySettings()
     clusters: Mapping[str, Cluster] = field(default_factory=lambda: MappingProxyType({}))
+    pricing: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
 
     def cluster(self, name: str | None = None) -> Cluster:
         """The named cluster, else the default one, else the only one."""

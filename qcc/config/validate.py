@@ -30,6 +30,7 @@ from qcc.config.model import (
 from qcc.errors import ConfigValidationError
 from qcc.redact import looks_like_secret
 from qcc.routing.rules import ACTIONS, REGEX_PREFIX, Rule
+from qcc.usage.pricing import pricing_from
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -401,7 +402,7 @@ def _retry(location: str, value: object) -> RetrySettings:
     )
 
 
-TOP_KEYS = ("default_cluster", "proxy", "timeouts", "health", "retry", "clusters")
+TOP_KEYS = ("default_cluster", "proxy", "timeouts", "health", "retry", "clusters", "pricing")
 
 
 def config_from(data: Mapping[str, Any]) -> Config:
@@ -425,4 +426,5 @@ def config_from(data: Mapping[str, Any]) -> Config:
         health=_get(data, "", "health", HealthSettings(), _health),
         retry=_get(data, "", "retry", RetrySettings(), _retry),
         clusters=MappingProxyType(clusters),
+        pricing=_get(data, "", "pricing", MappingProxyType({}), pricing_from),
     )

@@ -15,15 +15,13 @@ rate-limit headers carry absolute times.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-MIN_COOLDOWN = 1.0
-MAX_COOLDOWN = 86400.0
+from qcc.routing.ratelimit import MAX_COOLDOWN as MAX_COOLDOWN
+from qcc.routing.ratelimit import MIN_COOLDOWN as MIN_COOLDOWN
+from qcc.routing.ratelimit import finite, retry_after, rfc3339
 
 
 class Outcome(StrEnum):
@@ -76,6 +74,7 @@ def counts_against_health(outcome: Outcome) -> bool:
 
 
 # ---- cooldown ----------------------------------------------------------------------------
+# Superseded for the proxy by qcc.routing.ratelimit.cooldown_for_429; kept for its callers.
 
 _UNIFIED_RESET = re.compile(r"^anthropic-ratelimit-unified(-[a-z0-9_]+)?-reset$")
 _STANDARD_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
@@ -83,38 +82,6 @@ _STANDARD_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
 
 def _clamp(seconds: float) -> float:
     return min(max(seconds, MIN_COOLDOWN), MAX_COOLDOWN)
-
-
-def _finite(value: str) -> float | None:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _retry_after(value: str, wall_now: float) -> float | None:
-    """``Retry-After``: delta seconds, or an HTTP-date."""
-    seconds = _finite(value)
-    if seconds is not None:
-        return seconds if seconds >= 0 else None
-    try:
-        when = parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp() - wall_now
-
-
-def _rfc3339(value: str) -> float | None:
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
 
 
 def _pick(resets: list[tuple[float, bool]]) -> float | None:
@@ -135,7 +102,7 @@ def _unified(view: Mapping[str, str]) -> float | None:
         match = _UNIFIED_RESET.match(key)
         if match is None:
             continue
-        at = _finite(value)
+        at = finite(value)
         if at is None or at <= 0:
             continue
         status = view.get(f"anthropic-ratelimit-unified{match.group(1) or ''}-status")
@@ -152,7 +119,7 @@ def _standard(view: Mapping[str, str]) -> float | None:
         raw = view.get(f"anthropic-ratelimit-{kind}-reset")
         if raw is None:
             continue
-        at = _rfc3339(raw)
+        at = rfc3339(raw)
         if at is None:
             continue
         remaining = view.get(f"anthropic-ratelimit-{kind}-remaining")
@@ -169,9 +136,9 @@ def announced_cooldown(headers: Mapping[str, str], wall_now: float) -> float | N
     Malformed values are skipped. The result is clamped to [1 s, 1 day].
     """
     view = {str(key).lower(): str(value) for key, value in headers.items()}
-    retry_after = view.get("retry-after")
-    if retry_after is not None:
-        seconds = _retry_after(retry_after, wall_now)
+    header = view.get("retry-after")
+    if header is not None:
+        seconds = retry_after(header, wall_now)
         if seconds is not None:
             return _clamp(seconds)
     for reader in (_unified, _standard):

@@ -1,0 +1,1 @@
+"""Money and usage: the price table, cost arithmetic, and the SQLite usage store."""
