@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from qcc.accounts.spend import Spend
 from qcc.config.model import Account
 from qcc.health.state import AccountHealth
 from qcc.routing.latency import LatencyScore
+from qcc.routing.ratelimit import Limits
 from qcc.stats import AccountStats
 
 
@@ -18,6 +20,9 @@ class Member:
     stats: AccountStats = field(default_factory=AccountStats)
     last_used: float = 0.0  # monotonic time of the last attempt or probe
     header: tuple[str, str] | None = None  # resolved credential header; None if unresolvable
+    limits: Limits | None = None  # the latest rate limits the account announced
+    full_until: float | None = None  # monotonic: said it is (nearly) out of room until then
+    spend: Spend = field(default_factory=Spend)  # USD today / this month, for budgets
 
     @property
     def name(self) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from qcc.accounts import observe
 from qcc.accounts.member import Member
@@ -19,8 +20,10 @@ from qcc.config.model import Account, Cluster, HealthSettings
 from qcc.errors import CredentialError
 from qcc.health.state import AccountHealth, State, Transition
 from qcc.redact import scrub
+from qcc.routing.ratelimit import Limits, blocked_until
 from qcc.routing.sticky import StickyTable
 from qcc.routing.strategies import Candidate, Strategy, choose, make_strategy
+from qcc.usage.budget import over_budget_until
 
 log = logging.getLogger("qcc.health")
 
@@ -48,6 +51,8 @@ class AccountPool:
         self.strategy: Strategy = make_strategy(cluster.strategy, self._rng)
         self.sticky = StickyTable()
         self.panics = 0
+        # Accounts that said they are (nearly) out of room: 0 keeps select free of the check.
+        self.full_members = 0
         # Set when an account leaves rotation, so the health monitor reschedules its probes.
         self.out_of_rotation = asyncio.Event()
         self.apply(cluster, health, now=now)
@@ -69,6 +74,7 @@ class AccountPool:
                 )
                 if old.get(account.name) is not None:
                     member.stats = old[account.name].stats  # counters are history; keep them
+                    member.spend = old[account.name].spend  # so is what it spent
             else:
                 member.account = account
                 member.health.update_settings(health)
@@ -80,6 +86,7 @@ class AccountPool:
         for name in old.keys() - members.keys():
             self.sticky.forget_account(name)
         self.members = members
+        self.full_members = sum(1 for m in members.values() if m.full_until is not None)
         self.cluster = cluster
         self.health_settings = health
         self._resolve_credentials(members.values(), now)
@@ -96,14 +103,21 @@ class AccountPool:
     # ---- selection -----------------------------------------------------------------------
 
     def select(self, tried: set[str], now: float, session: str | None = None) -> Member | None:
-        """The next account to try, or None when every account was tried or none can serve."""
+        """The next account to try, or None when every account was tried or none can serve.
+
+        An account that announced it is (nearly) out of room is skipped while another one has
+        room; when none has, they are chosen as if they had (never refused for headroom alone).
+        """
         members = self.members
+        full: Member | None = None  # the session's account, when it said it is out of room
         if session is not None and self.cluster.sticky:
             name = self.sticky.get(session, now)
             if name is not None and name not in tried:
                 member = members.get(name)
                 if member is not None and member.health.usable(now):
-                    return member
+                    if not self.full_members or not self._full(member, now):
+                        return member
+                    full = member
         scored = self.cluster.strategy == "least-latency"
         candidates = [
             Candidate(
@@ -115,12 +129,29 @@ class AccountPool:
             for m in members.values()
             if m.name not in tried and m.header is not None and m.health.usable(now)
         ]
+        if self.full_members and candidates:
+            roomy = [c for c in candidates if not self._full(members[c.name], now)]
+            if roomy:
+                candidates = roomy
+            elif full is not None:
+                return full
         if len(candidates) == 1:  # nothing to choose between
             return members[candidates[0].name]
         picked = choose(self.strategy, candidates)
         if picked is not None:
             return members[picked.name]
         return self._panic(tried, now)
+
+    def _full(self, member: Member, now: float) -> bool:
+        """Whether the account said it is (nearly) out of room until after ``now``."""
+        until = member.full_until
+        if until is None:
+            return False
+        if now < until:
+            return True
+        member.full_until = None  # its reset has passed
+        self.full_members -= 1
+        return False
 
     def _panic(self, tried: set[str], now: float) -> Member | None:
         """No account is usable: try those that are out anyway, soonest-recovering first.
@@ -187,6 +218,63 @@ class AccountPool:
             if observe.leaves_rotation(change):
                 self.out_of_rotation.set()
         return change
+
+    # ---- limits and spend ----------------------------------------------------------------
+
+    def note_limits(self, member: Member, limits: Limits, now: float, wall_now: float) -> None:
+        """The rate limits a response announced: kept as the account's latest, and the account
+        skipped until their reset while it says it is (nearly) out of room (``headroom_min``)."""
+        member.limits = limits
+        until = blocked_until(limits, self.cluster.headroom_min, wall_now)
+        full = None if until is None else now + (until - wall_now)
+        if (full is None) != (member.full_until is None):
+            self.full_members += -1 if full is None else 1
+        member.full_until = full
+
+    def seed_usage(
+        self,
+        totals: Mapping[str, Mapping[str, Any]],
+        spent: Mapping[str, tuple[float, float]],
+        now: float,
+        wall_now: float,
+    ) -> None:
+        """Start from what the usage store recorded: all-time tokens per account (for
+        ``/accounts/stats``) and USD spent today and this month (for budgets)."""
+        for name, member in self.members.items():
+            saved = totals.get(name)
+            if saved:
+                member.stats.usage.add({k: v for k, v in saved.items() if isinstance(v, int)})
+            today, month = spent.get(name, (0.0, 0.0))
+            member.spend.seed(today, month, wall_now)
+            self.check_budget(member, now, wall_now)
+
+    def add_spend(self, member: Member, usd: float, now: float, wall_now: float) -> None:
+        """A request's cost: added to the account's spend, and its budgets checked."""
+        member.spend.add(usd, wall_now)
+        account = member.account
+        if account.budget_daily_usd is not None or account.budget_monthly_usd is not None:
+            self.check_budget(member, now, wall_now)
+
+    def check_budget(self, member: Member, now: float, wall_now: float) -> None:
+        """An account whose spend reached its daily or monthly budget (the user's policy) is
+        ``exhausted`` until the next local day or month."""
+        account, spend, health = member.account, member.spend, member.health
+        spend.roll(wall_now)
+        daily, monthly = account.budget_daily_usd, account.budget_monthly_usd
+        until = over_budget_until(spend.today, spend.month, daily, monthly, wall_now)
+        if until is None or health.state in (State.EXHAUSTED, State.DISABLED):
+            return
+        if (
+            daily is not None
+            and spend.today >= daily
+            and (monthly is None or spend.month < monthly or until <= spend.day_ends)
+        ):
+            reason = f"daily budget ${daily:.2f} reached (${spend.today:.2f} spent)"
+        else:
+            reason = f"monthly budget ${monthly or 0.0:.2f} reached (${spend.month:.2f} spent)"
+        before = health.state
+        health.record_exhausted(now, now + (until - wall_now), reason)
+        log.warning("account %s: %s -> %s (%s)", member.name, before, health.state, reason)
 
     # ---- views ---------------------------------------------------------------------------
 

@@ -69,6 +69,21 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _headroom(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _spend(acc: dict[str, Any]) -> str:
+    """Today's spend, against the daily budget (else the month's, against the monthly one)."""
+    today, month = acc.get("spend_today_usd") or 0.0, acc.get("spend_month_usd") or 0.0
+    daily, monthly = acc.get("budget_daily_usd"), acc.get("budget_monthly_usd")
+    if daily is not None:
+        return f"${today:.2f}/{daily:g}"
+    if monthly is not None:
+        return f"${month:.2f}/{monthly:g} mo"
+    return f"${today:.2f}"
+
+
 def accounts_table(doc: dict[str, Any], where: str, rates: dict[str, float] | None = None) -> Any:
     """The per-account table of ``qcc health``, ``qcc top`` and ``qcc demo``."""
     now = time.time()
@@ -80,7 +95,7 @@ def accounts_table(doc: dict[str, Any], where: str, rates: dict[str, float] | No
     columns = ["account", "state", "reason", "since", "until", "requests", "failures"]
     if rates is not None:
         columns.append("req/s")
-    columns += ["p50 ms", "tokens in/out", "cache read", "last error"]
+    columns += ["p50 ms", "tokens in/out", "cache read", "headroom", "spend", "last error"]
     table = render.table(title, columns)
     for acc in doc["accounts"]:
         row = [
@@ -98,6 +113,8 @@ def accounts_table(doc: dict[str, Any], where: str, rates: dict[str, float] | No
             "-" if acc["p50_ms"] is None else f"{acc['p50_ms']:.0f}",
             _tokens(acc["usage"]),
             _share(acc.get("cache_read_share")),
+            _headroom(acc.get("headroom")),
+            _spend(acc),
             acc["last_error"] or "-",
         ]
         table.add_row(*row)

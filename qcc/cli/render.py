@@ -73,6 +73,8 @@ DROP_FIRST = (
     "models",
     "since",
     "tokens in/out",
+    "spend",
+    "headroom",
     "until",
     "failures",
     "priority",

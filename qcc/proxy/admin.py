@@ -15,6 +15,7 @@ from qcc.accounts.member import Member
 from qcc.proxy.messages import error_body
 from qcc.proxy.metrics import REGISTRY_KEY, render
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
+from qcc.routing.ratelimit import headroom
 
 JSON = "application/json"
 
@@ -77,6 +78,7 @@ def member_document(member: Member, now: float, wall_now: float) -> dict[str, An
         "outcomes": dict(stats.outcomes),
         "usage": stats.usage.as_dict(),
         "cache_read_share": stats.usage.cache_read_share,
+        **limits_and_spend(member, wall_now),
         "transitions": [
             {
                 "at": wall_now - (now - t.at),
@@ -86,6 +88,20 @@ def member_document(member: Member, now: float, wall_now: float) -> dict[str, An
             }
             for t in list(health.transitions)[-5:]
         ],
+    }
+
+
+def limits_and_spend(member: Member, wall_now: float) -> dict[str, Any]:
+    """The latest rate limits the account announced (None: never), and its spend vs budget."""
+    limits, account, spend = member.limits, member.account, member.spend
+    spend.roll(wall_now)
+    return {
+        "limits": None if limits is None else limits.as_dict(),
+        "headroom": None if limits is None else headroom(limits),
+        "spend_today_usd": round(spend.today, 6),
+        "spend_month_usd": round(spend.month, 6),
+        "budget_daily_usd": account.budget_daily_usd,
+        "budget_monthly_usd": account.budget_monthly_usd,
     }
 
 

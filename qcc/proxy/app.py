@@ -1,9 +1,10 @@
 """The aiohttp application: routes, and the one cleanup context that owns long-lived things.
 
 Inside :func:`lifecycle`, before ``yield``: the request path's :class:`UpstreamClient`, the
-probes' ``ClientSession``, the :class:`Runtime`, the health monitor task and the config watcher
-task. After ``yield``: the tasks are cancelled and awaited, then the client and the session are
-closed. Nothing outlives the app.
+probes' ``ClientSession``, the :class:`Runtime`, the health monitor task, the config watcher
+task and the usage ledger (its recorder's writer thread). After ``yield``: the tasks are
+cancelled and awaited, the ledger commits what is pending and its thread is joined (off the
+loop), then the client and the session are closed. Nothing outlives the app.
 
 Every request first passes :func:`edge` (the rules of :mod:`qcc.proxy.guard`): Host and Origin,
 the normalised target, and for API requests the access key, the body read within
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
@@ -36,6 +38,8 @@ from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
+from qcc.usage.pricing import price_table
+from qcc.usage.store import usage_db_path
 
 log = logging.getLogger("qcc.proxy")
 edge_log = logging.getLogger("qcc.edge")
@@ -222,13 +226,12 @@ def create_app(
             tasks.append(_owned(health_monitor.run(), "qcc-health-monitor"))
         if store is not None:
             tasks.append(_owned(watch_config(runtime, store, reload_interval), "qcc-config-watch"))
-        if persist_usage:
-            path = usage.usage_path(cluster_name)
-            usage.load_into(pool, path)
-            tasks.append(_owned(usage.keep_saved(pool, path), "qcc-usage-saver"))
-        if on_ready is not None:
-            on_ready(runtime)
         try:
+            if persist_usage:  # before the first request, so every one is recorded
+                prices = price_table(config.pricing)
+                runtime.ledger = await usage.open_ledger(usage_db_path(), prices, pool, time.time())
+            if on_ready is not None:
+                on_ready(runtime)
             yield
         finally:
             for task in tasks:
@@ -236,6 +239,8 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if runtime.ledger is not None:
+                await usage.close_ledger(runtime.ledger)
             client.close()
             await session.close()
 

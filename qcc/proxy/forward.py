@@ -37,7 +37,8 @@ from qcc.proxy.messages import (
 )
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 from qcc.proxy.upstream import ConnectTimeout, Response, UpstreamError, render_head
-from qcc.routing.classify import Outcome, announced_cooldown, classify_status, fails_over
+from qcc.routing.classify import Outcome, classify_status, fails_over
+from qcc.routing.ratelimit import cooldown_for_429, parse_limits, retry_after
 from qcc.routing.sticky import session_key
 
 log = logging.getLogger("qcc.proxy")
@@ -174,6 +175,9 @@ class Exchange:
         if not self.settled:
             self.settled = True
             member.stats.usage.add(self.usage)
+            if self.usage and (ledger := self.rt.ledger) is not None:
+                now = asyncio.get_running_loop().time()
+                ledger.record(member, self.view, self.usage, now, time.time())
 
     # ---- one attempt ---------------------------------------------------------------------
 
@@ -208,6 +212,8 @@ class Exchange:
                 origin, method, head, data, connect_timeout=timeouts.connect, deadline=deadline
             )
             ttfb = loop.time() - started
+            if (limits := parse_limits(upstream.pairs)) is not None:  # None: no such headers
+                rt.pool.note_limits(member, limits, loop.time(), time.time())
             outcome = classify_status(upstream.status)
             if fails_over(outcome):
                 return await self._failed_status(member, upstream, outcome)
@@ -300,7 +306,7 @@ class Exchange:
         reason = f"HTTP {upstream.status}" + (f" {kind}" if kind else "")
         cooldown = None
         if outcome is Outcome.RATE_LIMITED:
-            cooldown = announced_cooldown(upstream.headers, time.time())
+            cooldown = _cooldown(upstream, member.health.settings.rate_limit_default)
         return self._fail(member, outcome, reason, upstream.status, cooldown, detail)
 
     async def _first_events(
@@ -457,6 +463,15 @@ class Exchange:
 def _error_kind(value: object) -> str:
     """An account's error type if it looks like one (``overloaded_error``), else ""."""
     return value if isinstance(value, str) and _ERROR_KIND.fullmatch(value) else ""
+
+
+def _cooldown(upstream: Response, default: float) -> float:
+    """A 429's cool-down: until the reset of a window it says is rejected, else its
+    ``retry-after``, else an exhausted quota's reset, else ``default`` (request-scoped)."""
+    wall = time.time()
+    after = upstream.headers.get("retry-after")
+    seconds = None if after is None else retry_after(after, wall)
+    return cooldown_for_429(parse_limits(upstream.pairs), seconds, wall, default)
 
 
 def _describe(exc: BaseException) -> str:

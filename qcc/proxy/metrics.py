@@ -30,6 +30,7 @@ from prometheus_client.metrics_core import (
 
 from qcc.health.state import State
 from qcc.proxy.runtime import Runtime
+from qcc.routing.ratelimit import headroom
 from qcc.stats import LATENCY_BUCKETS
 
 REGISTRY_KEY = web.AppKey("qcc_metrics_registry", CollectorRegistry)
@@ -87,8 +88,15 @@ class PoolCollector:
             labels=acc,
             unit="seconds",  # OpenMetrics writes a UNIT line; the name is unchanged
         )
+        room = GaugeMetricFamily(
+            "qcc_account_headroom",
+            "Least room left in the limits the account announced (0..1).",
+            labels=acc,
+        )
         for member in rt.pool.members.values():
             names = [cluster, member.name]
+            if member.limits is not None and (left := headroom(member.limits)) is not None:
+                room.add_metric(names, left)
             stats = member.stats
             current = member.health.state
             for s, label in _STATES:
@@ -105,6 +113,8 @@ class PoolCollector:
                 buckets.append((le, cumulative))
             ttfb.add_metric(names, buckets, stats.ttfb.total)
         yield from (state, attempts, in_flight, tokens, ttfb)
+        if room.samples:  # only once some account announced its limits
+            yield room
 
 
 def new_registry(runtime: Runtime) -> CollectorRegistry:

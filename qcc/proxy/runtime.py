@@ -19,7 +19,9 @@ from qcc.accounts.pool import AccountPool
 from qcc.config.model import Cluster, Config
 from qcc.proxy.guard import EdgePolicy
 from qcc.proxy.upstream import UpstreamClient
+from qcc.proxy.usage import Ledger
 from qcc.routing.budget import RetryBudget
+from qcc.usage.pricing import price_table
 
 
 @dataclass(eq=False)
@@ -37,6 +39,7 @@ class Runtime:
     access: Callable[[str], None] = field(default=logging.getLogger("qcc.access").info)
     listen_host: str = "127.0.0.1"  # where the proxy listens (the bind rule is checked on reload)
     edge: EdgePolicy = field(init=False)  # Host/Origin rules, rebuilt with each config
+    ledger: Ledger | None = None  # records usage and cost (None: not persisted, e.g. the demo)
 
     def __post_init__(self) -> None:
         self.edge = EdgePolicy(self.config.proxy, self.listen_host)
@@ -50,6 +53,8 @@ class Runtime:
         cluster = config.cluster(self.cluster_name)
         if config.retry != self.config.retry:
             self.budget = RetryBudget(config.retry)
+        if self.ledger is not None and config.pricing != self.config.pricing:
+            self.ledger.recorder.set_prices(price_table(config.pricing))
         self.config = config  # timeouts are read from it by every attempt
         self.edge = EdgePolicy(config.proxy, self.listen_host)
         self.pool.apply(cluster, config.health, now=asyncio.get_running_loop().time())

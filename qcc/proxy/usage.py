@@ -1,68 +1,96 @@
-"""Token usage kept across restarts: ``usage-<cluster>.json`` in the state dir.
+"""Usage and cost of a running proxy: recorded in the usage store, and added to each account.
 
-Loaded into the pool when the proxy starts, saved every ``interval`` seconds while it changes and
-once more at shutdown, by a task the app's cleanup context owns.
+The app's cleanup context owns one :class:`Ledger` (:func:`open_ledger` before ``yield``,
+:func:`close_ledger` after). Every request whose usage is known is recorded once, from
+``Exchange.settle``: a row of the SQLite store (:class:`~qcc.usage.store.UsageRecorder`, written
+off the event loop in batches) and the account's spend today / this month (its budgets). When the
+proxy starts, the store's all-time totals and this day's and month's spend seed each account,
+so ``/accounts/stats`` and budgets survive restarts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
+from qcc.accounts.member import Member
 from qcc.accounts.pool import AccountPool
-from qcc.config.store import atomic_write
-from qcc.paths import state_dir
-from qcc.stats import USAGE_FIELDS
+from qcc.usage.budget import day_start, month_start
+from qcc.usage.pricing import PriceTable
+from qcc.usage.store import UsageRecorder, UsageStore
 
-log = logging.getLogger("qcc.proxy")
-
-
-def usage_path(cluster: str) -> Path:
-    return state_dir() / f"usage-{cluster}.json"
+MODEL_NEAR = 4096  # bytes of the request body searched first for its "model" (it usually leads)
+UNKNOWN_MODEL = "unknown"
+_MODEL_VALUE = re.compile(rb'\s*:\s*"([^"\\]{1,200})"')
 
 
-def snapshot(pool: AccountPool) -> dict[str, dict[str, int]]:
-    return {name: m.stats.usage.as_dict() for name, m in pool.members.items()}
+def requested_model(body: bytes) -> str:
+    """The ``model`` of a Messages request body, without parsing it (bodies reach 200 KB).
+
+    The first ``"model"`` key wins: a key, since a quote inside a JSON string is escaped.
+    Clients that put it first (Claude Code) cost a search of the first few KB.
+    """
+    at = body.find(b'"model"', 0, MODEL_NEAR)
+    if at == -1:
+        at = body.find(b'"model"', MODEL_NEAR - 7)
+        if at == -1:
+            return UNKNOWN_MODEL
+    found = _MODEL_VALUE.match(body, at + 7)
+    if found is None:
+        return UNKNOWN_MODEL
+    return found.group(1).decode("utf-8", "replace")
 
 
-def load_into(pool: AccountPool, path: Path) -> None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable usage record %s: %s", path, exc)
-        return
-    accounts = data.get("accounts", {}) if isinstance(data, dict) else {}
-    for name, member in pool.members.items():
-        saved = accounts.get(name)
-        if isinstance(saved, dict):
-            member.stats.usage.add(
-                {k: v for k in USAGE_FIELDS if isinstance(v := saved.get(k), int)}
-            )
+class Ledger:
+    """Records each request's usage in the store and in its account's spend."""
+
+    def __init__(self, recorder: UsageRecorder, pool: AccountPool) -> None:
+        self.recorder = recorder
+        self.pool = pool
+
+    def record(
+        self, member: Member, body: bytes, usage: Mapping[str, int], now: float, wall_now: float
+    ) -> None:
+        """One request's final usage (skipped when there is none): the model is the one the
+        account was asked for (after its ``models`` rename)."""
+        if not usage:
+            return
+        model = requested_model(body)
+        renames = member.account.models
+        if renames:
+            model = renames.get(model, model)
+        cost = self.recorder.add(wall_now, self.pool.cluster.name, member.name, model, usage)
+        if cost:
+            self.pool.add_spend(member, cost, now, wall_now)
 
 
-def save(pool: AccountPool, path: Path) -> None:
-    try:
-        atomic_write(path, json.dumps({"accounts": snapshot(pool)}, indent=2) + "\n")
-    except OSError as exc:
-        log.warning("cannot save usage record %s: %s", path, exc)
+def _seeds(
+    store: UsageStore, cluster: str, accounts: list[str], wall_now: float
+) -> tuple[dict[str, dict[str, object]], dict[str, tuple[float, float]]]:
+    """All-time totals and today's / this month's spend per account (in a worker thread)."""
+    totals: dict[str, dict[str, object]] = dict(store.account_totals(cluster))
+    today, month = day_start(wall_now), month_start(wall_now)
+    spent = {
+        name: (store.spend(name, cluster, today), store.spend(name, cluster, month))
+        for name in accounts
+    }
+    return totals, spent
 
 
-async def keep_saved(pool: AccountPool, path: Path, interval: float = 10.0) -> None:
-    """Save whenever usage changed, until cancelled; then save once more."""
-    last = snapshot(pool)
-    try:
-        while True:
-            await asyncio.sleep(interval)
-            current = snapshot(pool)
-            if current != last:
-                save(pool, path)
-                last = current
-    finally:
-        with contextlib.suppress(Exception):
-            if snapshot(pool) != last:
-                save(pool, path)
+async def open_ledger(path: Path, prices: PriceTable, pool: AccountPool, wall_now: float) -> Ledger:
+    """Seed the pool from the store at ``path`` (off the loop) and start its recorder."""
+    names = list(pool.members)
+    totals, spent = await asyncio.to_thread(
+        _seeds, UsageStore(path), pool.cluster.name, names, wall_now
+    )
+    pool.seed_usage(totals, spent, asyncio.get_running_loop().time(), wall_now)
+    recorder = UsageRecorder(path, prices)
+    recorder.start()
+    return Ledger(recorder, pool)
+
+
+async def close_ledger(ledger: Ledger) -> None:
+    """Commit what is pending and stop the writer thread (joined off the loop)."""
+    await asyncio.to_thread(ledger.recorder.close)

@@ -172,14 +172,16 @@ class UsageRecorder:
         model: str,
         usage: Mapping[str, Any],
         member_key: str = "",
-    ) -> None:
-        """Count one response's ``usage`` (an Anthropic usage object). O(1), no I/O."""
+    ) -> float | None:
+        """Count one response's ``usage`` (an Anthropic usage object); its cost in USD, None
+        when the model has no price. O(1), no I/O."""
         counted: Tokens = tokens(usage)
         price = self._price(model)
         cost = tokens_cost(price, counted) if price is not None else None
         key = (self._local_day(now_wall), cluster, account, model, member_key)
         with self._lock:
             _merge(self._pending, key, (1, *counted, cost, 0 if price is not None else 1))
+        return cost
 
     # ---- the writer --------------------------------------------------------------------------
 
