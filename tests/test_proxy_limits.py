@@ -129,7 +129,11 @@ async def test_a_rejected_5h_window_cools_until_its_reset(make: MakeHarness) -> 
     a = next(acc for acc in doc["accounts"] if acc["name"] == "a")
     assert a["state"] == "rate_limited"
     assert a["until"] == pytest.approx(reset, abs=5)  # the window's reset, not retry-after
-    assert a["limits"]["unified"]["5h"] == {"status": "rejected", "utilization": 1.0, "reset": reset}
+    assert a["limits"]["unified"]["5h"] == {
+        "status": "rejected",
+        "utilization": 1.0,
+        "reset": reset,
+    }
 
 
 async def test_a_429_without_limit_headers_is_short(make: MakeHarness) -> None:

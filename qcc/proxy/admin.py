@@ -98,8 +98,8 @@ def limits_and_spend(member: Member, wall_now: float) -> dict[str, Any]:
     return {
         "limits": None if limits is None else limits.as_dict(),
         "headroom": None if limits is None else headroom(limits),
-        "spend_today_usd": round(spend.today, 6),
-        "spend_month_usd": round(spend.month, 6),
+        "spend_today_usd": spend.today,
+        "spend_month_usd": spend.month,
         "budget_daily_usd": account.budget_daily_usd,
         "budget_monthly_usd": account.budget_monthly_usd,
     }
