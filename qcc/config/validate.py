@@ -7,6 +7,7 @@ the bad value and says what would be right, e.g.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -27,6 +28,7 @@ from qcc.config.model import (
     Timeouts,
 )
 from qcc.errors import ConfigValidationError
+from qcc.net.proxies import check_setting as check_proxy_setting
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -165,7 +167,26 @@ ACCOUNT_KEYS = (
     "enabled",
     "models",
     "probe",
+    "proxy",
+    "ca_file",
+    "max_connections",
 )
+
+
+def check_outbound_proxy(location: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigValidationError(location, 'must be a proxy URL such as "http://host:3128"')
+    try:
+        check_proxy_setting(value)
+    except ValueError as exc:
+        raise ConfigValidationError(
+            location, f'{exc} (or "none" for a direct connection)'
+        ) from None
+    return "none" if value.strip().lower() == "none" else value.strip()
+
+
+def _path(location: str, value: object) -> str:
+    return os.path.expanduser(_string(location, value))
 
 
 def account_from(location: str, name: str, value: object) -> Account:
@@ -183,6 +204,9 @@ def account_from(location: str, name: str, value: object) -> Account:
         enabled=_get(table, location, "enabled", True, _bool),
         models=_get(table, location, "models", MappingProxyType({}), _models),
         probe=_get(table, location, "probe", "auto", _one_of(PROBE_MODES)),
+        proxy=_get(table, location, "proxy", None, check_outbound_proxy),
+        ca_file=_get(table, location, "ca_file", None, _path),
+        max_connections=_get(table, location, "max_connections", 100, _int_at_least(1)),
     )
 
 

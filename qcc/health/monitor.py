@@ -95,7 +95,7 @@ class HealthMonitor:
         member.last_used = now
         assert member.header is not None
         result = await check_once(
-            rt.session, member.account, member.header, rt.config.health.probe_timeout
+            rt.client, member.account, member.header, rt.config.health.probe_timeout
         )
         apply_probe(member, result, loop.time())
 

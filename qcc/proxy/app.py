@@ -1,9 +1,9 @@
 """The aiohttp application: routes, and the one cleanup context that owns long-lived things.
 
-Inside :func:`lifecycle`, before ``yield``: the request path's :class:`UpstreamClient`, the
-probes' ``ClientSession``, the :class:`Runtime`, the health monitor task and the config watcher
-task. After ``yield``: the tasks are cancelled and awaited, then the client and the session are
-closed. Nothing outlives the app.
+Inside :func:`lifecycle`, before ``yield``: the :class:`UpstreamClient` (traffic and health
+probes share it: one HTTP path, same proxies and TLS), the :class:`Runtime`, the health monitor
+task and the config watcher task. After ``yield``: the tasks are cancelled and awaited, then the
+client is closed. Nothing outlives the app.
 """
 
 from __future__ import annotations
@@ -14,37 +14,23 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from qcc import logs
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
 from qcc.health.monitor import HealthMonitor
+from qcc.net.client import UpstreamClient
 from qcc.proxy import admin, usage
 from qcc.proxy.forward import handle_api
 from qcc.proxy.pool import AccountPool
 from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
-from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
 
 log = logging.getLogger("qcc.proxy")
 
 MAX_REQUEST_BODY = 64 * 1024 * 1024  # the Messages API takes up to 32 MB
-
-
-def new_client_session(config: Config) -> aiohttp.ClientSession:
-    """The HTTP client of health probes (each bounds itself with ``probe_timeout``)."""
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.timeouts.connect),
-        auto_decompress=False,  # bytes pass through as the account sent them, encoding intact
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-    )
 
 
 def _owned(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -73,7 +59,6 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        session = new_client_session(config)
         client = UpstreamClient()
         pool = AccountPool(config.cluster(cluster_name), config.health, now=loop.time())
         runtime = Runtime(
@@ -83,7 +68,6 @@ def create_app(
             pool=pool,
             budget=RetryBudget(config.retry),
             client=client,
-            session=session,
         )
         app[RUNTIME_KEY] = runtime
         tasks: list[asyncio.Task[None]] = []
@@ -107,7 +91,6 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             client.close()
-            await session.close()
 
     app = web.Application(client_max_size=MAX_REQUEST_BODY)
     app.cleanup_ctx.append(lifecycle)

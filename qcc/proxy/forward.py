@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import CIMultiDict
 
+from qcc.net.client import render_head
+from qcc.net.connection import Response
+from qcc.net.errors import ConnectTimeout, UpstreamError
 from qcc.proxy import sse
 from qcc.proxy.admin import unauthorized
 from qcc.proxy.messages import (
@@ -28,7 +31,6 @@ from qcc.proxy.messages import (
 )
 from qcc.proxy.pool import Member
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
-from qcc.proxy.upstream import ConnectTimeout, Response, UpstreamError, render_head
 from qcc.routing.classify import Outcome, classify_status, cooldown_seconds, fails_over
 from qcc.routing.sticky import session_key
 
@@ -141,7 +143,7 @@ class Exchange:
         assert member.header is not None
         account = member.account
         client = rt.client
-        origin = client.origin(account.base_url)
+        origin = client.route(account)
         data = rename_model(self.body, account.models) if account.models else self.body
         method = self.request.method
         head = render_head(
@@ -186,7 +188,7 @@ class Exchange:
             return Done(member.name, body_response, upstream.status, ttfb, usage)
         except TimeoutError as exc:
             if isinstance(exc, ConnectTimeout):
-                reason = f"cannot connect within {timeouts.connect:g}s"
+                reason = str(exc)  # names the limit, and the proxy or busy slots if those
             else:
                 what = "first event" if self.stream else "response"
                 reason = f"no {what} within {head_limit:g}s"
