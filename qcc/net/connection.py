@@ -30,7 +30,7 @@ class Connection(asyncio.Protocol):
     def __init__(self, route: Route) -> None:
         self.route = route
         self.loop = route.loop
-        self.answered = False  # any byte ever came back (a reused connection is then not stale)
+        self.answered = False  # a byte of the current request's answer came back
         self.reused = False  # taken from the idle stack at least once
         self.holds_slot = False  # counts toward its route's max_connections
         self.transport: asyncio.Transport | None = None
@@ -195,6 +195,7 @@ class Connection(asyncio.Protocol):
         self._reset()
         self.head_only = method == "HEAD"
         self.idle_since = 0.0
+        self.answered = False
         assert self.transport is not None
         if len(body) < 65536:
             self.transport.write(head + body)  # one small copy saves a second send
