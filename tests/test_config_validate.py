@@ -42,7 +42,8 @@ INVALID = [
     pytest.param(
         WITH_KEY + "wieght = 2\n",
         f"{LOC}.wieght: unknown key; expected one of: base_url, api_key, auth_token, "
-        "api_key_env, auth_token_env, weight, priority, enabled, models, probe, proxy, ca_file, max_connections",
+        "api_key_env, auth_token_env, weight, priority, enabled, models, probe, proxy, ca_file, "
+        "max_connections",
         id="unknown-account-key",
     ),
     pytest.param(
