@@ -174,3 +174,24 @@ def test_account_add_bad_proxy(cli_error: Callable[..., object], config_path: Pa
         *["account", "add", "a", "-u", url, "--api-key-env", "K", "--proxy", "ftp://u:pw@h"],
         words=["--proxy: proxy scheme 'ftp' is not supported"],
     )
+
+
+async def test_the_admin_client_never_sends_loopback_through_a_proxy(
+    aiohttp_server: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from aiohttp import web
+
+    from qcc.proxy.record import fetch_json
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    server = await aiohttp_server(app)  # type: ignore[misc]
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("no_proxy", "")
+    url = f"http://127.0.0.1:{server.port}/health"
+    assert await asyncio.to_thread(fetch_json, url) == (200, {"status": "ok"})

@@ -100,7 +100,8 @@ def fetch_json(url: str, access_key: str | None = None, timeout: float = 3.0) ->
     if access_key:
         request.add_header("x-api-key", access_key)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+        with direct.open(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
