@@ -89,7 +89,14 @@ async def check_once(
             for method, path, body in _requests(account):
                 label = f"{method} {path}"
                 data = body or b""
-                head = render_head(method, route.prefix + path, route.host_header, lines, len(data))
+                try:
+                    head = render_head(
+                        method, route.prefix + path, route.host_header, lines, len(data)
+                    )
+                except ValueError:  # a line break inside the credential
+                    return ProbeResult(
+                        Outcome.AUTH_FAILED, "credential is not a valid header value"
+                    )
                 response = await client.request(
                     route, method, head, data, connect_timeout=timeout, deadline=deadline
                 )
@@ -117,8 +124,6 @@ async def check_once(
         if isinstance(exc, ConnectTimeout):
             return ProbeResult(Outcome.TIMEOUT, str(exc))
         return ProbeResult(Outcome.TIMEOUT, f"no answer within {timeout:g}s")
-    except ValueError:
-        return ProbeResult(Outcome.AUTH_FAILED, "the credential cannot be sent as a header value")
     except (UpstreamError, OSError) as exc:
         return ProbeResult(
             Outcome.NETWORK, str(exc) if isinstance(exc, UpstreamError) else type(exc).__name__

@@ -146,7 +146,8 @@ class Route:
                 return  # handed over just as time ran out: ours
             raise ConnectTimeout(
                 f"cannot connect within the connect timeout: all {self.limit} connections to "
-                f"this account are busy (max_connections){self.via}"
+                f"this account are busy (max_connections){self.via}",
+                local=True,
             ) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
@@ -313,20 +314,47 @@ class UpstreamClient:
         """
         if route.proxy_line:
             head = head[:-2] + route.proxy_line + b"\r\n"
-        connect_by = self.loop.time() + connect_timeout
-        conn = await self._open(route, connect_by, connect_timeout, reuse=True)
-        try:
-            return await self._exchange(conn, method, head, body, deadline)
-        except Disconnected:
-            if not conn.reused or conn.answered:
+        conn: Connection | None = None
+        if route.busy < route.limit and not route.waiters:  # the hot path: no await, no clock
+            route.busy += 1
+            conn = route.reuse()
+            if conn is None:
+                route.release()
+            else:
+                conn.holds_slot = True
+        if conn is None:
+            conn = await self._open(route, self.loop.time() + connect_timeout, connect_timeout)
+        retried = False
+        while True:
+            try:
+                conn.send(method, head, body)
+                while not conn.head_done:
+                    if conn.error is not None:
+                        raise conn.error
+                    await conn.wait(deadline)
+                break
+            except Disconnected:
+                conn.close()
+                if retried or not conn.reused or conn.answered:
+                    raise
+            except BaseException:
+                conn.close()
                 raise
-        # The account closed a kept-alive connection as we reused it, before any byte of an
-        # answer: the keep-alive race. One fresh connection, same deadlines; not its failure.
-        conn = await self._open(route, connect_by, connect_timeout, reuse=False)
-        return await self._exchange(conn, method, head, body, deadline)
+            # The account closed a kept-alive connection as we reused it, before any byte of
+            # an answer: the keep-alive race. Once, on a fresh connection; not its failure.
+            retried = True
+            conn = await self._open(
+                route, self.loop.time() + connect_timeout, connect_timeout, fresh=True
+            )
+        status = conn._parser.get_status_code()
+        if status == 407 and route.forward_proxy:
+            assert route.proxy is not None
+            conn.close()
+            raise ProxyFailed(route.proxy, "refused the request: HTTP 407 (proxy credentials)")
+        return Response(conn, status)
 
     async def _open(
-        self, route: Route, connect_by: float, limit: float, *, reuse: bool
+        self, route: Route, connect_by: float, limit: float, *, fresh: bool = False
     ) -> Connection:
         """A connection holding one of the route's slots: a kept-alive one, or a new one."""
         if route.busy < route.limit and not route.waiters:
@@ -334,7 +362,7 @@ class UpstreamClient:
         else:
             await route.acquire(connect_by)
         try:
-            conn = route.reuse() if reuse else None
+            conn = None if fresh else route.reuse()
             if conn is None:
                 async with asyncio.timeout_at(connect_by):
                     conn = await route.connect()
@@ -346,26 +374,6 @@ class UpstreamClient:
             raise
         conn.holds_slot = True
         return conn
-
-    async def _exchange(
-        self, conn: Connection, method: str, head: bytes, body: bytes, deadline: float
-    ) -> Response:
-        try:
-            conn.send(method, head, body)
-            while not conn.head_done:
-                if conn.error is not None:
-                    raise conn.error
-                await conn.wait(deadline)
-        except BaseException:
-            conn.close()
-            raise
-        status = conn._parser.get_status_code()
-        route = conn.route
-        if status == 407 and route.forward_proxy:
-            assert route.proxy is not None
-            conn.close()
-            raise ProxyFailed(route.proxy, "refused the request: HTTP 407 (proxy credentials)")
-        return Response(conn, status)
 
     @property
     def open_connections(self) -> int:

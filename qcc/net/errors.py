@@ -16,6 +16,7 @@ class UpstreamError(Exception):
     """A network-level failure talking to an account (never includes request headers)."""
 
     describe = "network error"
+    local = False  # qcc's own limit, not the account's fault (e.g. all connection slots busy)
 
     def __str__(self) -> str:
         return self.describe
@@ -58,10 +59,11 @@ def _why(error: OSError) -> str:
 class ConnectTimeout(UpstreamError, TimeoutError):
     describe = "connect timed out"
 
-    def __init__(self, describe: str | None = None) -> None:
+    def __init__(self, describe: str | None = None, *, local: bool = False) -> None:
         super().__init__()
         if describe is not None:
             self.describe = describe
+        self.local = local
 
 
 class ReadTimeout(TimeoutError):
