@@ -397,6 +397,54 @@ def test_connection_closed_by_the_server_while_idle_is_not_reused(run: Run) -> N
     run(scenario)
 
 
+def test_reused_connection_dropped_before_any_answer_byte_is_retried_once(run: Run) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Served) -> None:
+        await read_request(r, s)
+        w.write(ok(b"{}"))
+        await read_request(r, s)  # the reuse: read it, then hang up without a byte
+
+    async def scenario() -> None:
+        async with raw_server(handler) as (url, served):
+            client = UpstreamClient()
+            for _ in range(3):
+                response = await send(client, url)
+                assert await read_all(response) == b"{}"
+                response.release()
+            client.close()
+        assert served.connections == 3  # each reuse failed once and went to a fresh connection
+        assert len(served.heads) == 5
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("partial", [b"", b"HTTP/1.1 200 OK\r\n"])
+def test_no_retry_once_the_account_answered_or_on_a_fresh_connection(
+    run: Run, partial: bytes
+) -> None:
+    """A byte of an answer means the account saw the request: resending could run it twice."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Served) -> None:
+        await read_request(r, s)
+        if partial and s.connections == 1:
+            w.write(ok(b"{}"))
+            await read_request(r, s)
+        w.write(partial)
+
+    async def scenario() -> None:
+        async with raw_server(handler) as (url, served):
+            client = UpstreamClient()
+            if partial:
+                response = await send(client, url)
+                assert await read_all(response) == b"{}"
+                response.release()
+            with pytest.raises((Disconnected, BadResponse)):
+                await send(client, url)
+            client.close()
+        assert served.connections == 1
+
+    run(scenario)
+
+
 def test_idle_connection_closes_after_keepalive(run: Run) -> None:
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Served) -> None:
         await keep_answering(r, w, s)
