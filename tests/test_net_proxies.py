@@ -71,6 +71,8 @@ def test_environment_by_scheme_lower_case_first_then_all_proxy() -> None:
     assert host_of(None, "https", "a.example", both) == "lower"
     assert host_of(None, "https", "a.example", {"ALL_PROXY": "socks5h://all:1"}) == "all"
     assert host_of(None, "https", "a.example", {}) is None
+    bare, _ = choose(None, "https", "a.example", {"https_proxy": " proxy.corp:8080 "})
+    assert bare is not None and bare.masked() == "http://proxy.corp:8080"
 
 
 @pytest.mark.parametrize("host", ["localhost", "api.localhost", "127.0.0.1", "127.9.9.9", "::1"])

@@ -95,8 +95,10 @@ def choose(
     if is_loopback(host) or bypassed(host, _env(environ, "no_proxy")):
         return None, "no proxy for this host"
     for name in (f"{scheme}_proxy", "all_proxy"):
-        value = _env(environ, name)
+        value = _env(environ, name).strip()
         if value:
+            if "://" not in value:
+                value = "http://" + value  # curl reads a bare host:port as an HTTP proxy
             try:
                 return ProxyURL.parse(value), f"${name.upper()}"
             except ValueError as exc:
