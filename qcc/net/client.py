@@ -259,10 +259,6 @@ class UpstreamClient:
             route = self._routes[key] = self._new_route(account)
         return route
 
-    def origin(self, base_url: str) -> Route:
-        """A route with default settings (environment proxy, system trust) for a bare URL."""
-        return self.route(RouteSettings(base_url))
-
     def _new_route(self, account: RouteSpec) -> Route:
         origin = Origin.parse(account.base_url)
         tls = self._tls_for(account.ca_file) if origin.tls else None
