@@ -169,7 +169,7 @@ def socks5_proxy(auth: str | None = None) -> Iterator[str]:
     script = (
         "import asyncio, sys; sys.modules['uvloop'] = None; "
         "asyncio.set_event_loop(asyncio.new_event_loop()); "
-        f"sys.argv = ['pproxy', '-l', {listen!r}]; "
+        f"sys.argv = ['pproxy', '-l', {listen!r}, '--auth', '0']; "
         "from pproxy.server import main; main()"
     )
     process = subprocess.Popen(

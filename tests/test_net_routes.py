@@ -338,3 +338,21 @@ async def test_stale_keepalive_is_retried_and_never_counted(
     member = client.app[RUNTIME_KEY].pool.members["a"]
     assert member.stats.failures == 0
     assert member.stats.last_error is None
+
+
+async def test_socks5_credentials_and_a_refusal_that_hides_them(
+    ca: tuple[trustme.CA, str],
+) -> None:
+    authority, ca_file = ca
+    async with tls_account(authority) as upstream:
+        with socks5_proxy(auth="carol:right-pw") as socks:
+            client = UpstreamClient()
+            good = account(upstream.url(), proxy=socks, ca_file=ca_file)
+            assert (await post(client, good))[0] == 200
+            bad = account(upstream.url(), proxy=socks.replace("right-pw", "wrong-pw"))
+            with pytest.raises(ProxyFailed) as caught:
+                await post(client, bad)
+            client.close()
+    message = str(caught.value)
+    assert message.startswith(f"proxy {socks.replace('right-pw', '***')} refused the tunnel")
+    assert "-pw" not in message
