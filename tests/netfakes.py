@@ -134,13 +134,13 @@ def ca_files(tmp: Any) -> tuple[trustme.CA, str]:
 
 @contextlib.asynccontextmanager
 async def tls_account(
-    ca: trustme.CA, behavior: Behavior | None = None
+    ca: trustme.CA, behavior: Behavior | None = None, names: Sequence[str] = NAMES
 ) -> AsyncIterator[TlsAccount]:
     """qcc's fake account served over TLS on 127.0.0.1, certificate from ``ca``."""
     import ssl
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*NAMES).configure_cert(context)
+    ca.issue_cert(*names).configure_cert(context)
     fake = FakeUpstream("tls", behavior)
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()

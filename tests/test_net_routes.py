@@ -26,7 +26,7 @@ from qcc.config.model import Account, Credential
 from qcc.health.probe import check_once
 from qcc.net.client import RouteSettings, UpstreamClient, render_head
 from qcc.net.connection import Response
-from qcc.net.errors import BadSetting, ConnectTimeout, ProxyFailed
+from qcc.net.errors import BadSetting, CannotConnect, ConnectTimeout, ProxyFailed
 from qcc.proxy.app import create_app
 from qcc.proxy.runtime import RUNTIME_KEY
 
@@ -151,6 +151,23 @@ async def test_https_proxy_variable_no_proxy_and_loopback(ca: tuple[trustme.CA, 
         assert (await post(direct, spec))[0] == 200
         assert proxy.tunnels == 1
         direct.close()
+
+
+@pytest.mark.parametrize(("names", "works"), [(["api.qcc.test"], True), (["other.test"], False)])
+async def test_tls_through_the_tunnel_checks_the_account_host(
+    ca: tuple[trustme.CA, str], names: list[str], works: bool
+) -> None:
+    authority, ca_file = ca
+    async with tls_account(authority, names=names) as upstream, connect_proxy() as proxy:
+        client = UpstreamClient()
+        spec = RouteSettings(upstream.url("api.qcc.test"), proxy=proxy.url, ca_file=ca_file)
+        if works:
+            assert (await post(client, spec))[0] == 200
+        else:
+            with pytest.raises(CannotConnect, match="TLS certificate"):
+                await post(client, spec)
+        client.close()
+        assert proxy.tunnels == 1
 
 
 @pytest.mark.parametrize("answer", [407, 403, "refused"])
