@@ -15,6 +15,7 @@ Every failure is an :class:`~qcc.net.errors.UpstreamError` whose text names the 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import socket
 import ssl
@@ -35,8 +36,14 @@ MAX_CONNECT_REPLY = 16 * 1024
 
 
 async def system_resolver(host: str, port: int) -> Sequence[AddrInfo]:
-    loop = asyncio.get_running_loop()
-    return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:  # an IP address needs no resolver (and no trip to the executor's threads)
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        loop = asyncio.get_running_loop()
+        return await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    address: tuple[Any, ...] = (host, port, 0, 0) if ip.version == 6 else (host, port)
+    return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
 
 
 async def open_socket(host: str, port: int, resolver: Resolver) -> socket.socket:
