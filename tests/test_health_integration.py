@@ -122,26 +122,25 @@ async def test_auth_failed_account_recovers_when_probe_succeeds(make: MakeHarnes
 async def test_probe_falls_back_and_reports_missing_endpoints(make: MakeHarness) -> None:
     from qcc.config.model import Account, Credential
     from qcc.health.probe import check_once
-    from qcc.proxy.app import new_client_session
 
     h = await make("relay")
     url = str(h.servers["relay"].make_url("")).rstrip("/")
     credential = Credential("api_key", "k" * 20)
-    async with new_client_session(h.runtime.config) as session:
-        # A base URL where neither probe endpoint exists: both tried, reported, unhealthy.
-        wrong = Account("relay", url + "/nothing-here", credential)
-        result = await check_once(session, wrong, ("x-api-key", "k"), 2)
-        assert not result.ok
-        assert "count_tokens: HTTP 404" in result.detail
-        assert "models: HTTP 404" in result.detail
-        # A relay configured for the models probe.
-        relay = Account("relay", url, credential, probe="models")
-        result = await check_once(session, relay, ("x-api-key", "k"), 2)
-        assert result.ok and result.method == "GET /v1/models"
-        # probe = "message" sends a real one-token message.
-        message = Account("relay", url, credential, probe="message")
-        result = await check_once(session, message, ("x-api-key", "k"), 2)
-        assert result.ok and result.method == "POST /v1/messages"
+    client = h.runtime.client  # probes share the proxy's own client
+    # A base URL where neither probe endpoint exists: both tried, reported, unhealthy.
+    wrong = Account("relay", url + "/nothing-here", credential)
+    result = await check_once(client, wrong, ("x-api-key", "k"), 2)
+    assert not result.ok
+    assert "count_tokens: HTTP 404" in result.detail
+    assert "models: HTTP 404" in result.detail
+    # A relay configured for the models probe.
+    relay = Account("relay", url, credential, probe="models")
+    result = await check_once(client, relay, ("x-api-key", "k"), 2)
+    assert result.ok and result.method == "GET /v1/models"
+    # probe = "message" sends a real one-token message.
+    message = Account("relay", url, credential, probe="message")
+    result = await check_once(client, message, ("x-api-key", "k"), 2)
+    assert result.ok and result.method == "POST /v1/messages"
     assert b'"max_tokens":1' in h.upstreams["relay"].requests[-1].body.replace(b" ", b"")
 
 

@@ -10,22 +10,14 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import trustme
 
-from qcc.proxy.upstream import (
-    HIGH_WATER,
-    BadResponse,
-    BodyBroken,
-    CannotConnect,
-    Disconnected,
-    Origin,
-    ReadTimeout,
-    Response,
-    UpstreamClient,
-    render_head,
-)
+from qcc.net.client import Origin, RouteSettings, UpstreamClient, render_head
+from qcc.net.connection import HIGH_WATER, Response
+from qcc.net.errors import BadResponse, BodyBroken, CannotConnect, Disconnected, ReadTimeout
 
 LOOPS: list[str] = ["asyncio"]
 try:
@@ -127,8 +119,9 @@ async def send(
     body: bytes = b'{"model":"m"}',
     lines: tuple[str, ...] = ("x-api-key: k",),
     within: float = 2.0,
+    ca_file: str | None = None,
 ) -> Response:
-    origin = client.origin(base_url)
+    origin = client.route(RouteSettings(base_url, ca_file=ca_file))
     head = render_head(method, origin.prefix + path, origin.host_header, [*lines], len(body))
     deadline = client.loop.time() + within
     return await client.request(origin, method, head, body, connect_timeout=1, deadline=deadline)
@@ -404,6 +397,54 @@ def test_connection_closed_by_the_server_while_idle_is_not_reused(run: Run) -> N
     run(scenario)
 
 
+def test_reused_connection_dropped_before_any_answer_byte_is_retried_once(run: Run) -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Served) -> None:
+        await read_request(r, s)
+        w.write(ok(b"{}"))
+        await read_request(r, s)  # the reuse: read it, then hang up without a byte
+
+    async def scenario() -> None:
+        async with raw_server(handler) as (url, served):
+            client = UpstreamClient()
+            for _ in range(3):
+                response = await send(client, url)
+                assert await read_all(response) == b"{}"
+                response.release()
+            client.close()
+        assert served.connections == 3  # each reuse failed once and went to a fresh connection
+        assert len(served.heads) == 5
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("partial", [b"", b"HTTP/1.1 200 OK\r\n"])
+def test_no_retry_once_the_account_answered_or_on_a_fresh_connection(
+    run: Run, partial: bytes
+) -> None:
+    """A byte of an answer means the account saw the request: resending could run it twice."""
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Served) -> None:
+        await read_request(r, s)
+        if partial and s.connections == 1:
+            w.write(ok(b"{}"))
+            await read_request(r, s)
+        w.write(partial)
+
+    async def scenario() -> None:
+        async with raw_server(handler) as (url, served):
+            client = UpstreamClient()
+            if partial:
+                response = await send(client, url)
+                assert await read_all(response) == b"{}"
+                response.release()
+            with pytest.raises((Disconnected, BadResponse)):
+                await send(client, url)
+            client.close()
+        assert served.connections == 1
+
+    run(scenario)
+
+
 def test_idle_connection_closes_after_keepalive(run: Run) -> None:
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter, s: Served) -> None:
         await keep_answering(r, w, s)
@@ -477,18 +518,18 @@ def test_close_ends_every_connection(run: Run) -> None:
     run(scenario)
 
 
-def test_https_to_an_account_with_a_trusted_certificate(run: Run) -> None:
+def test_https_to_an_account_with_a_trusted_certificate(run: Run, tmp_path: Path) -> None:
     ca = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)
-    client_tls = ssl.create_default_context()
-    ca.configure_trust(client_tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
 
     async def scenario() -> None:
         async with raw_server(keep_answering, tls=server_tls) as (url, served):
-            trusted = UpstreamClient(tls=client_tls)
+            trusted = UpstreamClient()
             for _ in range(2):
-                response = await send(trusted, url)
+                response = await send(trusted, url, ca_file=str(ca_file))
                 assert await read_all(response) == b'{"n":%d}' % len(served.heads)
                 response.release()
             trusted.close()

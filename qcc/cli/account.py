@@ -208,6 +208,16 @@ def add(
             help="Rename a model for this account; repeat for more.",
         ),
     ] = None,
+    proxy: Annotated[
+        str | None,
+        typer.Option(
+            "--proxy",
+            metavar="URL",
+            show_default=False,
+            help='http://[user:pass@]host:port, socks5://host:port or "none" '
+            "(default: HTTPS_PROXY/HTTP_PROXY/NO_PROXY).",
+        ),
+    ] = None,
 ) -> None:
     """Add an account to a cluster.
 
@@ -268,6 +278,7 @@ def add(
             weight=weight_value,
             priority=priority_value,
             models=renames,
+            proxy=proxy,
         )
     render.success(
         f"Added account '{name}' to cluster '{target.name}' "

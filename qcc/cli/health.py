@@ -146,7 +146,7 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
 async def _check_all(config: Config, accounts: list[Account]) -> list[ProbeResult]:
     from qcc.errors import CredentialError
     from qcc.health.probe import ProbeResult, check_once
-    from qcc.proxy.app import new_client_session
+    from qcc.net.client import UpstreamClient
     from qcc.routing.classify import Outcome
 
     async def one(account: Account) -> ProbeResult:
@@ -154,10 +154,13 @@ async def _check_all(config: Config, accounts: list[Account]) -> list[ProbeResul
             header = account.credential.header()
         except CredentialError as exc:
             return ProbeResult(Outcome.AUTH_FAILED, str(exc))
-        return await check_once(session, account, header, config.health.probe_timeout)
+        return await check_once(client, account, header, config.health.probe_timeout)
 
-    async with new_client_session(config) as session:
+    client = UpstreamClient()  # the proxy's own HTTP path: same proxies, same TLS
+    try:
         return list(await asyncio.gather(*(one(a) for a in accounts)))
+    finally:
+        client.close()
 
 
 @app.command("check")

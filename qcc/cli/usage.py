@@ -86,7 +86,7 @@ def _render(report: Report) -> None:
     )
     for column in table.columns[1:]:
         column.justify = "right"
-        column.no_wrap = True  # numbers never break; a long model name folds instead
+        column.no_wrap = True  # numbers never break (narrow terminals get one block per row)
     for row in report.rows:
         table.add_row(*_cells(row))
     table.add_section()

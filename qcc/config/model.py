@@ -128,6 +128,9 @@ class Account:
     enabled: bool = True
     models: Mapping[str, str] = field(default_factory=_empty)
     probe: str = "auto"
+    proxy: str | None = field(default=None, repr=False)  # URL (may hold a password) or "none"
+    ca_file: str | None = None  # extra trust for this account, on top of the system's
+    max_connections: int = 100  # open connections at once; more requests wait (connect timeout)
     budget_daily_usd: float | None = None
     budget_monthly_usd: float | None = None
 

@@ -15,7 +15,7 @@ from tomlkit.items import Table
 from tomlkit.toml_document import TOMLDocument
 
 from qcc.config.model import STRATEGIES, Credential
-from qcc.config.validate import check_base_url, check_name
+from qcc.config.validate import check_base_url, check_name, check_outbound_proxy
 from qcc.errors import AlreadyExistsError, ConfigValidationError, NotFoundError
 
 
@@ -95,8 +95,11 @@ def add_account(
     weight: int = 1,
     priority: int = 0,
     models: Mapping[str, str] | None = None,
+    proxy: str | None = None,
 ) -> None:
     check_name("account name", name)
+    if proxy is not None:
+        proxy = check_outbound_proxy("--proxy", proxy)
     base_url = check_base_url("--base-url", base_url)
     if weight < 0:
         raise ConfigValidationError("--weight", f"must be an integer >= 0, got {weight}")
@@ -122,6 +125,8 @@ def add_account(
         for source, target in models.items():
             renames[source] = target
         account["models"] = renames
+    if proxy is not None:
+        account["proxy"] = proxy
     accounts[name] = account
 
 

@@ -7,6 +7,7 @@ the bad value and says what would be right, e.g.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -28,6 +29,7 @@ from qcc.config.model import (
     header_value_problem,
 )
 from qcc.errors import ConfigValidationError
+from qcc.net.proxies import check_setting as check_proxy_setting
 from qcc.redact import looks_like_secret
 from qcc.routing.rules import ACTIONS, REGEX_PREFIX, Rule
 from qcc.usage.pricing import pricing_from
@@ -217,7 +219,26 @@ ACCOUNT_KEYS = (
     "probe",
     "budget_daily_usd",
     "budget_monthly_usd",
+    "proxy",
+    "ca_file",
+    "max_connections",
 )
+
+
+def check_outbound_proxy(location: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigValidationError(location, 'must be a proxy URL such as "http://host:3128"')
+    try:
+        check_proxy_setting(value)
+    except ValueError as exc:
+        raise ConfigValidationError(
+            location, f'{exc} (or "none" for a direct connection)'
+        ) from None
+    return "none" if value.strip().lower() == "none" else value.strip()
+
+
+def _path(location: str, value: object) -> str:
+    return os.path.expanduser(_string(location, value))
 
 
 def account_from(location: str, name: str, value: object) -> Account:
@@ -237,6 +258,9 @@ def account_from(location: str, name: str, value: object) -> Account:
         probe=_get(table, location, "probe", "auto", _one_of(PROBE_MODES)),
         budget_daily_usd=_get(table, location, "budget_daily_usd", None, _usd),
         budget_monthly_usd=_get(table, location, "budget_monthly_usd", None, _usd),
+        proxy=_get(table, location, "proxy", None, check_outbound_proxy),
+        ca_file=_get(table, location, "ca_file", None, _path),
+        max_connections=_get(table, location, "max_connections", 100, _int_at_least(1)),
     )
 
 

@@ -12,9 +12,9 @@ import json
 import time
 from dataclasses import dataclass
 
-import aiohttp
-
 from qcc.config.model import Account
+from qcc.net.client import UpstreamClient, render_head
+from qcc.net.errors import ConnectTimeout, UpstreamError
 from qcc.routing.classify import Outcome, announced_cooldown, classify_status
 
 PROBE_MODEL = "claude-haiku-4-5"
@@ -64,54 +64,70 @@ def _requests(account: Account) -> list[ProbeRequest]:
 
 
 async def check_once(
-    session: aiohttp.ClientSession,
+    client: UpstreamClient,
     account: Account,
     credential: tuple[str, str],
     timeout: float,  # noqa: ASYNC109 - one deadline for the whole probe, by design
 ) -> ProbeResult:
-    """Probe ``account`` once; never raises for network trouble, all within ``timeout``."""
+    """Probe ``account`` once through ``client`` (the traffic's own route: proxy, TLS, slots).
+
+    Never raises for network trouble; everything happens within ``timeout``.
+    """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    headers = {
-        "anthropic-version": "2023-06-01",
-        "content-type": "application/json",
-        "user-agent": "qcc-health-probe",
-        credential[0]: credential[1],
-    }
+    deadline = started + timeout
+    route = client.route(account)
+    lines = [
+        "anthropic-version: 2023-06-01",
+        "content-type: application/json",
+        "user-agent: qcc-health-probe",
+        f"{credential[0]}: {credential[1]}",
+    ]
     missing: list[str] = []
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             for method, path, body in _requests(account):
                 label = f"{method} {path}"
-                async with session.request(
-                    method,
-                    account.base_url + path,
-                    headers=headers,
-                    data=body,
-                    allow_redirects=False,
-                ) as response:
-                    if response.status in (404, 405):
-                        missing.append(f"{label}: HTTP {response.status}")
-                        continue  # this relay lacks the endpoint; try the next kind of probe
-                    outcome = classify_status(response.status)
-                    cooldown = None
-                    if outcome is Outcome.RATE_LIMITED:
-                        cooldown = announced_cooldown(response.headers, time.time())
-                    return ProbeResult(
-                        outcome,
-                        f"{label}: HTTP {response.status}",
-                        response.status,
-                        loop.time() - started,
-                        cooldown,
-                        label,
+                data = body or b""
+                try:
+                    head = render_head(
+                        method, route.prefix + path, route.host_header, lines, len(data)
                     )
-    except TimeoutError:
+                except ValueError:  # a line break inside the credential
+                    return ProbeResult(
+                        Outcome.AUTH_FAILED, "credential is not a valid header value"
+                    )
+                response = await client.request(
+                    route, method, head, data, connect_timeout=timeout, deadline=deadline
+                )
+                try:
+                    while await response.read(deadline):
+                        pass  # drain, so the connection can be reused
+                finally:
+                    response.release() if response.at_eof() else response.close()
+                if response.status in (404, 405):
+                    missing.append(f"{label}: HTTP {response.status}")
+                    continue  # this relay lacks the endpoint; try the next kind of probe
+                outcome = classify_status(response.status)
+                cooldown = None
+                if outcome is Outcome.RATE_LIMITED:
+                    cooldown = announced_cooldown(response.headers, time.time())
+                return ProbeResult(
+                    outcome,
+                    f"{label}: HTTP {response.status}",
+                    response.status,
+                    loop.time() - started,
+                    cooldown,
+                    label,
+                )
+    except TimeoutError as exc:
+        if isinstance(exc, ConnectTimeout):
+            return ProbeResult(Outcome.TIMEOUT, str(exc))
         return ProbeResult(Outcome.TIMEOUT, f"no answer within {timeout:g}s")
-    except (aiohttp.ClientError, OSError) as exc:
-        reason = type(exc).__name__
-        if isinstance(exc, aiohttp.ClientConnectorError):
-            reason = f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})"
-        return ProbeResult(Outcome.NETWORK, reason)
+    except (UpstreamError, OSError) as exc:
+        return ProbeResult(
+            Outcome.NETWORK, str(exc) if isinstance(exc, UpstreamError) else type(exc).__name__
+        )
     return ProbeResult(
         Outcome.SERVER_ERROR,
         "no probe endpoint found (" + "; ".join(missing) + "); is base_url right?",

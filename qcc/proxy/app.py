@@ -1,10 +1,10 @@
 """The aiohttp application: routes, and the one cleanup context that owns long-lived things.
 
-Inside :func:`lifecycle`, before ``yield``: the request path's :class:`UpstreamClient`, the
-probes' ``ClientSession``, the :class:`Runtime`, the health monitor task, the config watcher
-task and the usage ledger (its recorder's writer thread). After ``yield``: the tasks are
-cancelled and awaited, the ledger commits what is pending and its thread is joined (off the
-loop), then the client and the session are closed. Nothing outlives the app.
+Inside :func:`lifecycle`, before ``yield``: the :class:`UpstreamClient` (traffic and health
+probes share it: one HTTP path, same proxies and TLS), the :class:`Runtime`, the health monitor
+task, the config watcher task and the usage ledger (its recorder's writer thread). After
+``yield``: the tasks are cancelled and awaited, the ledger commits what is pending and its thread
+is joined (off the loop), then the client is closed. Nothing outlives the app.
 
 Every request first passes :func:`edge` (the rules of :mod:`qcc.proxy.guard`): Host and Origin,
 the normalised target, and for API requests the access key, the body read within
@@ -21,7 +21,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -30,13 +29,13 @@ from qcc.accounts.monitor import HealthMonitor
 from qcc.accounts.pool import AccountPool
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
+from qcc.net.client import UpstreamClient
 from qcc.proxy import admin, metrics, probing, usage
 from qcc.proxy.forward import handle_api
 from qcc.proxy.guard import TARGET, VIEW, Refusal, api_target, decoded_view
 from qcc.proxy.messages import error_body
 from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
-from qcc.proxy.upstream import UpstreamClient
 from qcc.routing.budget import RetryBudget
 from qcc.usage.pricing import price_table
 from qcc.usage.store import usage_db_path
@@ -45,19 +44,6 @@ log = logging.getLogger("qcc.proxy")
 edge_log = logging.getLogger("qcc.edge")
 
 MAX_REQUEST_BODY = 64 * 1024 * 1024  # the Messages API takes up to 32 MB
-
-
-def new_client_session(config: Config) -> aiohttp.ClientSession:
-    """The HTTP client of health probes (each bounds itself with ``probe_timeout``)."""
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.timeouts.connect),
-        auto_decompress=False,  # bytes pass through as the account sent them, encoding intact
-        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
-        cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=False,
-    )
 
 
 def _owned(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -205,7 +191,6 @@ def create_app(
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        session = new_client_session(config)
         client = UpstreamClient()
         pool = AccountPool(config.cluster(cluster_name), config.health, now=loop.time())
         runtime = Runtime(
@@ -215,7 +200,6 @@ def create_app(
             pool=pool,
             budget=RetryBudget(config.retry),
             client=client,
-            session=session,
             listen_host=listen_host,
         )
         app[RUNTIME_KEY] = runtime
@@ -242,7 +226,6 @@ def create_app(
             if runtime.ledger is not None:
                 await usage.close_ledger(runtime.ledger)
             client.close()
-            await session.close()
 
     app = web.Application(
         client_max_size=MAX_REQUEST_BODY,

@@ -26,6 +26,9 @@ from multidict import CIMultiDict
 
 from qcc.accounts.member import Member
 from qcc.accounts.observe import Observation, Source
+from qcc.net.client import render_head
+from qcc.net.connection import Response
+from qcc.net.errors import ConnectTimeout, UpstreamError
 from qcc.proxy import sse
 from qcc.proxy.admin import unauthorized
 from qcc.proxy.failed import Failure, all_failed
@@ -36,7 +39,6 @@ from qcc.proxy.messages import (
     wants_stream,
 )
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
-from qcc.proxy.upstream import ConnectTimeout, Response, UpstreamError, render_head
 from qcc.routing.classify import Outcome, classify_status, fails_over
 from qcc.routing.ratelimit import cooldown_for_429, parse_limits, retry_after
 from qcc.routing.sticky import session_key
@@ -186,7 +188,7 @@ class Exchange:
         assert member.header is not None
         account = member.account
         client = rt.client
-        origin = client.origin(account.base_url)
+        origin = client.route(account)
         data = self.body
         if account.models:
             data = renamed_body(data, self.view, self.request.headers, account.models)
@@ -238,7 +240,7 @@ class Exchange:
             return Done(member.name, response, upstream.status, "ok")
         except TimeoutError as exc:
             if isinstance(exc, ConnectTimeout):
-                reason = f"cannot connect within {timeouts.connect:g}s"
+                reason = str(exc)  # names the limit, and the proxy or busy slots if those
             else:
                 what = "content" if self.stream else "response"
                 reason = f"no {what} within {head_limit:g}s"

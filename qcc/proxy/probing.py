@@ -29,7 +29,7 @@ def prober(runtime: Runtime) -> Probe:
     async def probe(member: Member) -> Observation:
         assert member.header is not None  # the monitor probes only accounts with a credential
         timeout = runtime.config.health.probe_timeout
-        result = await check_once(runtime.session, member.account, member.header, timeout)
+        result = await check_once(runtime.client, member.account, member.header, timeout)
         return observation(result)
 
     return probe

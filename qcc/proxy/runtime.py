@@ -12,13 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 
 from qcc.accounts.pool import AccountPool
 from qcc.config.model import Cluster, Config
+from qcc.net.client import UpstreamClient
 from qcc.proxy.guard import EdgePolicy
-from qcc.proxy.upstream import UpstreamClient
 from qcc.proxy.usage import Ledger
 from qcc.routing.budget import RetryBudget
 from qcc.usage.pricing import price_table
@@ -30,8 +29,7 @@ class Runtime:
     cluster_name: str
     pool: AccountPool
     budget: RetryBudget
-    client: UpstreamClient  # the request path's connections
-    session: aiohttp.ClientSession  # health probes only
+    client: UpstreamClient  # every connection to the accounts: traffic and health probes
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     requests: int = 0
     reloads: int = 0

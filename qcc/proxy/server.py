@@ -2,7 +2,7 @@
 
 On SIGINT/SIGTERM the listening socket closes first (no new connections), in-flight requests get
 ``proxy.drain_timeout`` seconds to finish, and whatever is left is cancelled. Then the app's
-cleanup context stops the monitor and closes the client session.
+cleanup context stops the monitor and closes the upstream client.
 """
 
 from __future__ import annotations

@@ -1,124 +1,38 @@
-"""The HTTP/1.1 client of the request path: keep-alive connections to each account's origin.
+"""One HTTP/1.1 keep-alive connection on an ``asyncio.Protocol``, and the response read from it.
 
-Why not ``aiohttp.ClientSession``: under load, a third of a bare aiohttp pass-through's CPU goes
-to the generic client (URL and header objects, cookie, auth, proxy and tracing hooks, a
-``StreamReader`` per response, a timer re-created on every read). A proxy needs none of that: it
-sends one pre-rendered head and a body it already holds, and relays what comes back. This module
-does just that on an ``asyncio.Protocol``, with ``httptools`` (llhttp, in C) parsing responses.
-
-- One :class:`UpstreamClient` per running proxy owns every connection; ``close()`` ends them.
-- A connection serves one request at a time; it goes back to its origin's idle stack only when
-  its response was read to the end and HTTP allows reuse, and is closed after ``keepalive`` s idle.
-- Every wait has a deadline (a lazily re-armed timer per connection, not one per read).
-- Reading is flow-controlled: past :data:`HIGH_WATER` unread bytes the socket stops being read.
-- Errors are :class:`UpstreamError` (or ``TimeoutError``), with secret-free descriptions.
+``httptools`` (llhttp, in C) parses responses. Every wait has a deadline (a lazily re-armed timer
+per connection, not one per read). Reading is flow-controlled: past :data:`HIGH_WATER` unread
+bytes the socket stops being read. A connection returns to its :class:`~qcc.net.client.Route`'s
+idle stack only when its response was read to the end and HTTP allows reuse.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import ssl
-from dataclasses import dataclass
-from typing import cast
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, cast
 
 import httptools
 from multidict import CIMultiDict
+
+from qcc.net.errors import BadResponse, BodyBroken, Disconnected, ReadTimeout
+
+if TYPE_CHECKING:
+    from qcc.net.client import Route
 
 HIGH_WATER = 1 << 20  # unread response bytes held before the socket is paused
 MAX_HEAD = 64 * 1024  # a response head larger than this is refused (a relay gone wrong)
 
 
-class UpstreamError(Exception):
-    """A network-level failure talking to an account (never includes request headers)."""
-
-    describe = "network error"
-
-    def __str__(self) -> str:
-        return self.describe
-
-
-class CannotConnect(UpstreamError):
-    def __init__(self, os_error: OSError) -> None:
-        super().__init__()
-        self.os_error = os_error
-        self.describe = f"cannot connect ({_why(os_error)})"
-
-
-def _why(error: OSError) -> str:
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return f"TLS certificate: {error.verify_message}"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS: {error.reason or type(error).__name__}"
-    if error.errno and error.errno > 0 and not isinstance(error, socket.gaierror):
-        return os.strerror(error.errno)  # asyncio's own text names the address; this is shorter
-    return error.strerror or type(error).__name__
-
-
-class ConnectTimeout(UpstreamError, TimeoutError):
-    describe = "connect timed out"
-
-
-class ReadTimeout(TimeoutError):
-    """No byte arrived before the deadline."""
-
-
-class Disconnected(UpstreamError):
-    describe = "server disconnected"
-
-
-class BodyBroken(UpstreamError):
-    describe = "response body broken off"
-
-
-class BadResponse(UpstreamError):
-    describe = "invalid HTTP response"
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where an account's requests go: parsed once from its ``base_url``."""
-
-    tls: bool
-    host: str
-    port: int
-    host_header: str
-    prefix: str  # the base URL's path, without a trailing slash
-
-    @classmethod
-    def parse(cls, base_url: str) -> Origin:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {base_url!r}")
-        tls = parts.scheme == "https"
-        port = parts.port or (443 if tls else 80)
-        host = parts.hostname
-        shown = f"[{host}]" if ":" in host else host
-        default = port == (443 if tls else 80)
-        return cls(tls, host, port, shown if default else f"{shown}:{port}", parts.path.rstrip("/"))
-
-
-def render_head(method: str, target: str, host: str, lines: list[str], body_length: int) -> bytes:
-    """The request head: request line, Host, the given ``Name: value`` lines, Content-Length."""
-    parts = [f"{method} {target} HTTP/1.1", f"Host: {host}", *lines]
-    if body_length or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        parts.append(f"Content-Length: {body_length}")
-    head = "\r\n".join(parts) + "\r\n\r\n"
-    # Each line must be one line: a CR or LF inside a value would smuggle in a header.
-    if head.count("\n") != len(parts) + 1 or head.count("\r") != len(parts) + 1:
-        raise ValueError("a request header contains a line break")
-    return head.encode("utf-8", "surrogateescape")
-
-
 class Connection(asyncio.Protocol):
     """One keep-alive connection, and the response currently being read from it."""
 
-    def __init__(self, client: UpstreamClient, origin: Origin) -> None:
-        self.client = client
-        self.origin = origin
-        self.loop = client.loop
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.loop = route.loop
+        self.answered = False  # a byte of the current request's answer came back
+        self.reused = False  # taken from the idle stack at least once
+        self.holds_slot = False  # counts toward its route's max_connections
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -151,6 +65,7 @@ class Connection(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         if self.idle_since:
             self._fail(BadResponse())  # bytes nobody asked for: this connection is not reusable
             return
@@ -164,7 +79,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self.client.forget(self)
+        self.route.forget(self)
         if self.head_done and not self.complete and self.error is None and self._unframed:
             self.complete = True  # a body delimited by the end of the connection (HTTP/1.0 style)
         elif not self.complete and self.error is None:
@@ -280,6 +195,7 @@ class Connection(asyncio.Protocol):
         self._reset()
         self.head_only = method == "HEAD"
         self.idle_since = 0.0
+        self.answered = False
         assert self.transport is not None
         if len(body) < 65536:
             self.transport.write(head + body)  # one small copy saves a second send
@@ -299,7 +215,7 @@ class Connection(asyncio.Protocol):
         if self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
-        self.client.forget(self)
+        self.route.forget(self)
 
 
 class Response:
@@ -365,103 +281,6 @@ class Response:
         self._released = True
         conn = self._conn
         if conn.complete and conn.reusable and not conn.pieces and not conn.closed:
-            conn.client.park(conn)
+            conn.route.park(conn)
         else:
             conn.close()
-
-
-class UpstreamClient:
-    """Every connection to every account of one running proxy."""
-
-    def __init__(self, *, keepalive: float = 30.0, tls: ssl.SSLContext | None = None) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.keepalive = keepalive
-        self._idle: dict[Origin, list[Connection]] = {}
-        self._busy: set[Connection] = set()
-        self._origins: dict[str, Origin] = {}
-        self._tls = tls  # default: the system's trust store, as created on first https use
-
-    def origin(self, base_url: str) -> Origin:
-        origin = self._origins.get(base_url)
-        if origin is None:
-            origin = self._origins[base_url] = Origin.parse(base_url)
-        return origin
-
-    async def request(
-        self,
-        origin: Origin,
-        method: str,
-        head: bytes,
-        body: bytes,
-        *,
-        connect_timeout: float,
-        deadline: float,
-    ) -> Response:
-        """Send one request; return once the response head is in (by ``deadline``)."""
-        conn = self._reuse(origin)
-        if conn is None:
-            conn = await self._connect(origin, connect_timeout)
-        self._busy.add(conn)
-        try:
-            conn.send(method, head, body)
-            while not conn.head_done:
-                if conn.error is not None:
-                    raise conn.error
-                await conn.wait(deadline)
-        except BaseException:
-            conn.close()
-            raise
-        return Response(conn, conn._parser.get_status_code())
-
-    def _reuse(self, origin: Origin) -> Connection | None:
-        idle = self._idle.get(origin)
-        now = self.loop.time()
-        while idle:
-            conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self.keepalive:
-                return conn
-            conn.close()
-        return None
-
-    async def _connect(self, origin: Origin, limit: float) -> Connection:
-        tls: ssl.SSLContext | None = None
-        if origin.tls:
-            if self._tls is None:
-                self._tls = ssl.create_default_context()
-            tls = self._tls
-        try:
-            async with asyncio.timeout(limit):
-                _, conn = await self.loop.create_connection(
-                    lambda: Connection(self, origin),
-                    origin.host,
-                    origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls else None,
-                )
-        except TimeoutError:
-            raise ConnectTimeout() from None
-        except OSError as exc:
-            raise CannotConnect(exc) from None
-        return conn
-
-    def park(self, conn: Connection) -> None:
-        self._busy.discard(conn)
-        conn.idle_since = now = self.loop.time()
-        conn._arm(now + self.keepalive)
-        self._idle.setdefault(conn.origin, []).append(conn)
-
-    def forget(self, conn: Connection) -> None:
-        self._busy.discard(conn)
-        idle = self._idle.get(conn.origin)
-        if idle and conn in idle:
-            idle.remove(conn)
-
-    @property
-    def open_connections(self) -> int:
-        return len(self._busy) + sum(len(idle) for idle in self._idle.values())
-
-    def close(self) -> None:
-        for conn in [*self._busy, *(c for idle in self._idle.values() for c in idle)]:
-            conn.close()
-        self._idle.clear()
-        self._busy.clear()
