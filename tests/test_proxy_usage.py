@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from conftest import RunCli
 from proxyharness import Harness, MakeHarness, harness_factory, wait_for
+from test_render_fit import rendered
 
 from qcc import wire
 from qcc.accounts.spend import Spend
+from qcc.cli.health import accounts_table
 from qcc.fake_upstream import Behavior
 from qcc.proxy.usage import requested_model
 from qcc.usage.budget import next_day_start
@@ -113,6 +115,12 @@ async def test_a_reached_daily_budget_moves_traffic(
     assert a["reason"] == "daily budget $5.00 reached ($6.00 spent)"
     assert a["until"] == pytest.approx(next_day_start(time.time()), abs=2)
     assert (a["spend_today_usd"], a["budget_daily_usd"]) == (6.0, 5.0)
+    doc = await (await h.client.get("/accounts/stats")).json()
+    wide = rendered(accounts_table(doc, "test"), 300)
+    assert "headroom" in wide[1] and "spend" in wide[1]
+    row = next(line for line in wide if line.split()[:1] == ["a"])
+    assert "$6.00/5 " in row and "exhausted" in row
+    assert max(len(line) for line in rendered(accounts_table(doc, "test"), 80)) <= 80
     budget_lines = [r.message for r in caplog.records if "daily budget" in r.message]
     assert budget_lines == [
         "account a: healthy -> exhausted (daily budget $5.00 reached ($6.00 spent))"
