@@ -18,7 +18,7 @@ from qcc.cli.health import accounts_table
 from qcc.fake_upstream import Behavior
 from qcc.proxy.usage import requested_model
 from qcc.usage.budget import next_day_start
-from qcc.usage.store import UsageStore
+from qcc.usage.store import UsageStore, usage_db_path
 
 MODEL = "claude-sonnet-4-5"
 BODY = {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
@@ -176,3 +176,13 @@ async def test_a_stream_broken_after_its_start_records_what_arrived(make: MakeHa
     await h.client.close()
     row = store_rows()["a", MODEL]
     assert row.requests == 1 and row.tokens.input == 12
+
+
+async def test_an_unreadable_usage_store_does_not_stop_the_proxy(
+    make: MakeHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    usage_db_path().parent.mkdir(parents=True, exist_ok=True)
+    usage_db_path().write_bytes(b"not a database" * 100)
+    h = await make("a")
+    assert (await h.client.post("/v1/messages", json=BODY)).status == 200
+    assert any("cannot read past usage" in r.message for r in caplog.records)

@@ -2,8 +2,11 @@
 
 The pool answers "which account next?" (sticky session, then strategy, then panic mode), passes
 observed outcomes to :func:`qcc.accounts.observe.report` (the one health decision), and applies a
-reloaded cluster without losing the state of unchanged accounts. Everything here is synchronous
-and takes ``now`` (monotonic seconds) from the caller.
+reloaded cluster without losing the state of unchanged accounts. It also keeps what accounts
+say about their limits (an account that announced it is out of room is skipped while another has
+room) and what they spent (a reached budget makes the account ``exhausted`` until the next local
+day or month). Everything here is synchronous and takes ``now`` (monotonic seconds) from the
+caller.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ so ``/accounts/stats`` and budgets survive restarts.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from qcc.accounts.pool import AccountPool
 from qcc.usage.budget import day_start, month_start
 from qcc.usage.pricing import PriceTable
 from qcc.usage.store import UsageRecorder, UsageStore
+
+log = logging.getLogger("qcc.usage")
 
 MODEL_NEAR = 4096  # bytes of the request body searched first for its "model" (it usually leads)
 UNKNOWN_MODEL = "unknown"
@@ -82,9 +86,13 @@ def _seeds(
 async def open_ledger(path: Path, prices: PriceTable, pool: AccountPool, wall_now: float) -> Ledger:
     """Seed the pool from the store at ``path`` (off the loop) and start its recorder."""
     names = list(pool.members)
-    totals, spent = await asyncio.to_thread(
-        _seeds, UsageStore(path), pool.cluster.name, names, wall_now
-    )
+    try:
+        totals, spent = await asyncio.to_thread(
+            _seeds, UsageStore(path), pool.cluster.name, names, wall_now
+        )
+    except (OSError, sqlite3.Error) as exc:  # serve anyway: usage is history, not routing
+        log.warning("cannot read past usage from %s (totals and budgets start at 0): %s", path, exc)
+        totals, spent = {}, {}
     pool.seed_usage(totals, spent, asyncio.get_running_loop().time(), wall_now)
     recorder = UsageRecorder(path, prices)
     recorder.start()
