@@ -106,12 +106,11 @@ async def test_detached_start_status_health_logs_stop(aiohttp_server: Any, tmp_p
         after.stderr.strip()
         == "qcc: error: no qcc proxy is running; start one with 'qcc proxy start'"
     )
-    assert (
-        json.loads((tmp_path / "state" / "usage-prod.json").read_text())["accounts"]["main"][
-            "output_tokens"
-        ]
-        == 14
-    )  # usage kept across restarts
+    usage = await run("usage", "--json", env=env)  # read from the store, no proxy running
+    assert usage.returncode == 0, usage.stderr
+    (row,) = json.loads(usage.stdout)["rows"]
+    assert (row["name"], row["requests"], row["tokens"]["output"]) == ("main", 2, 14)
+    assert (tmp_path / "state" / "usage.sqlite3").stat().st_mode & 0o777 == 0o600
 
 
 async def test_stale_record_is_detected_and_cleaned(tmp_path: Path) -> None:
