@@ -160,6 +160,12 @@ def test_spend_rolls_over_at_local_midnight() -> None:
         (b'{"messages": [{"content": "x"}], "model":"m2"}', "m2"),
         (b'{"messages": [{"content": "' + b"x" * 10_000 + b'"}], "model": "far"}', "far"),
         (b'{"messages": [{"content": "say \\"model\\": \\"no\\""}], "model": "yes"}', "yes"),
+        (  # the Python SDK's order, a tool input naming a model, a tool schema after it
+            b'{"max_tokens": 5, "messages": [{"content": [{"type": "tool_use", "input": '
+            b'{"model": "haiku"}}]}], "model": "top", "tools": [{"input_schema": '
+            b'{"properties": {"model": {"type": "string"}}}}]}',
+            "top",
+        ),
         (b'{"messages": []}', "unknown"),
         (b'{"model": 3}', "unknown"),
     ],

@@ -33,18 +33,23 @@ _MODEL_VALUE = re.compile(rb'\s*:\s*"([^"\\]{1,200})"')
 def requested_model(body: bytes) -> str:
     """The ``model`` of a Messages request body, without parsing it (bodies reach 200 KB).
 
-    The first ``"model"`` key wins: a key, since a quote inside a JSON string is escaped.
-    Clients that put it first (Claude Code) cost a search of the first few KB.
+    Only a key can match ``"model"``: a quote inside a JSON string is escaped. Clients that send
+    the model before any nested object (Claude Code) cost a search of the first few KB;
+    otherwise (the Python SDK sends it after ``messages``, before ``system`` and ``tools``) the
+    last ``"model"`` key with a string value wins, found searching backwards, so a ``model``
+    inside a message's tool input does not.
     """
     at = body.find(b'"model"', 0, MODEL_NEAR)
-    if at == -1:
-        at = body.find(b'"model"', MODEL_NEAR - 7)
-        if at == -1:
-            return UNKNOWN_MODEL
-    found = _MODEL_VALUE.match(body, at + 7)
-    if found is None:
-        return UNKNOWN_MODEL
-    return found.group(1).decode("utf-8", "replace")
+    # before any nested object opens, a key is the top level's
+    top = at != -1 and body.count(b"{", 0, at) == 1
+    if top and (found := _MODEL_VALUE.match(body, at + 7)) is not None:
+        return found.group(1).decode("utf-8", "replace")
+    end = len(body)
+    while (at := body.rfind(b'"model"', 0, end)) != -1:
+        if (found := _MODEL_VALUE.match(body, at + 7)) is not None:
+            return found.group(1).decode("utf-8", "replace")
+        end = at  # e.g. a tool schema's "model": {...}
+    return UNKNOWN_MODEL
 
 
 class Ledger:
