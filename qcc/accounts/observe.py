@@ -16,8 +16,8 @@ state, stats counters, ``last_error`` and latency score. Pure and synchronous: t
     overloaded, server_error,     one more consecutive failure (ejected at
     network, timeout,             ``health.failure_threshold``; a failed half-open probe ejects
     stream_error                  again, for longer); latency penalty
-    any, with ``local=True``      qcc's own side failed (a reused connection that broke before
-                                  any byte, an unreachable outbound proxy): ``local_errors`` and
+    any, with ``local=True``      qcc's own side failed (all of the account's connection slots
+                                  busy, qcc out of file descriptors): ``local_errors`` and
                                   ``last_error`` only; never counts against the account
 
 Traffic alone feeds the request counters (``outcomes``, ``failures``) and the TTFB histogram;

@@ -238,9 +238,9 @@ class Exchange:
             else:
                 what = "content" if self.stream else "response"
                 reason = f"no {what} within {head_limit:g}s"
-            return self._fail(member, Outcome.TIMEOUT, reason)
+            return self._fail(member, Outcome.TIMEOUT, reason, local=_local(exc))
         except _NETWORK_ERRORS as exc:
-            return self._fail(member, Outcome.NETWORK, _describe(exc))
+            return self._fail(member, Outcome.NETWORK, _describe(exc), local=_local(exc))
         finally:
             rt.pool.end(member)
             if upstream is not None:
@@ -256,8 +256,10 @@ class Exchange:
         detail: str = "",
         *,
         committed: bool = False,
+        local: bool = False,
     ) -> Failure:
-        """Record a failed attempt. ``reason`` is in qcc's words; ``detail`` is the account's."""
+        """Record a failed attempt. ``reason`` is in qcc's words; ``detail`` is the account's.
+        ``local``: qcc's own trouble (all connection slots busy, out of descriptors)."""
         seen = Observation(
             Source.TRAFFIC,
             outcome,
@@ -265,6 +267,7 @@ class Exchange:
             detail=detail,
             status=status,
             cooldown=cooldown,
+            local=local,
             client_secrets=self.client_secrets(),
         )
         self.rt.pool.report(member, seen, asyncio.get_running_loop().time(), time.time())
@@ -459,6 +462,11 @@ class Exchange:
 def _error_kind(value: object) -> str:
     """An account's error type if it looks like one (``overloaded_error``), else ""."""
     return value if isinstance(value, str) and _ERROR_KIND.fullmatch(value) else ""
+
+
+def _local(exc: BaseException) -> bool:
+    """Whether a failure is qcc's own (see :attr:`qcc.net.errors.UpstreamError.local`)."""
+    return isinstance(exc, UpstreamError) and exc.local
 
 
 def _describe(exc: BaseException) -> str:
