@@ -20,7 +20,8 @@ SETTINGS = HealthSettings(
 )
 WALL = 1_700_000_000.0
 COUNTING = [o for o in Outcome if counts_against_health(o)]
-ALIVE = (Outcome.SUCCESS, Outcome.CLIENT_ERROR)
+ALIVE = (Outcome.SUCCESS, Outcome.CLIENT_ERROR, Outcome.CAPABILITY)
+UNPENALIZED = (*ALIVE, Outcome.EXHAUSTED)  # out of credit is not slow
 
 
 def make_member(settings: HealthSettings = SETTINGS) -> Member:
@@ -62,6 +63,8 @@ EXPECTED_STATE = {
     Outcome.CLIENT_ERROR: State.HEALTHY,
     Outcome.RATE_LIMITED: State.RATE_LIMITED,
     Outcome.AUTH_FAILED: State.AUTH_FAILED,
+    Outcome.EXHAUSTED: State.EXHAUSTED,
+    Outcome.CAPABILITY: State.HEALTHY,
     **{o: State.HEALTHY for o in COUNTING},  # one failure of three
 }
 
@@ -89,7 +92,7 @@ def test_upstream_outcome(outcome: Outcome, source: Source) -> None:
     assert stats.local_errors == 0
     # Only a successful request's time feeds the score; every failure but a client's penalizes.
     assert member.latency.ewma == (0.2 if traffic and outcome is Outcome.SUCCESS else None)
-    assert (member.latency.score(10.0) > 0.2) == (outcome not in ALIVE)
+    assert (member.latency.score(10.0) > 0.2) == (outcome not in UNPENALIZED)
     if outcome in ALIVE:
         assert stats.last_error is None
     else:
