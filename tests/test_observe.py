@@ -300,3 +300,29 @@ def test_reason_defaults_to_the_status() -> None:
     assert member.stats.last_error == "HTTP 502"
     report(member, Observation(Source.PROBE, Outcome.TIMEOUT), 2.0, WALL)
     assert member.stats.last_error == "probe: timeout"
+
+
+# ---- exhausted: only a real request's success brings it back --------------------------------
+
+
+def test_exhausted_is_left_by_the_trial_request_never_by_a_probe() -> None:
+    member = make_member(replace(SETTINGS, exhausted_recheck=60.0))
+    change = report(member, seen(Outcome.EXHAUSTED, cooldown=None), 10.0, WALL)
+    health = member.health
+    assert change is not None and health.state is State.EXHAUSTED
+    assert health.until == 70.0  # exhausted_recheck
+    assert not leaves_rotation(change)  # nothing for the monitor to probe
+    assert health.begin_request(70.0)  # the trial
+    report(member, seen(Outcome.SUCCESS, Source.PROBE), 71.0, WALL)
+    assert health.state is State.EXHAUSTED  # a free probe proves nothing about credit
+    report(member, seen(Outcome.SUCCESS), 72.0, WALL)
+    assert health.state is State.HEALTHY
+
+
+def test_exhausted_with_an_announced_rest_and_the_rule_that_matched() -> None:
+    member = make_member()
+    obs = Observation(Source.TRAFFIC, Outcome.EXHAUSTED, "HTTP 400 out", cooldown=300.0, rule="r1")
+    report(member, obs, 10.0, WALL)
+    assert member.health.until == 310.0
+    assert member.stats.last_rule == "r1"
+    assert member.stats.failures == 1 and member.health.consecutive_failures == 0
