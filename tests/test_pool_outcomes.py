@@ -60,9 +60,10 @@ def test_exhausted_account_takes_one_trial_and_another_end_never_frees_it() -> N
     assert pool.select(set(), 11.0) is tok  # the wait is over: usable for one request
     assert pool.begin(tok, 11.0) is True  # ...the trial
     assert pool.select({"other"}, 11.5) is None
-    pool.end(tok, 12.0)  # the request sent before it ran out ends: the trial is still out
+    pool.end(tok)  # the request sent before it ran out ends: the trial is still out
     assert pool.select({"other"}, 12.0) is None
-    pool.end(tok, 13.0, trial=True)  # the trial ended without a word on credit: released
+    pool.end(tok)
+    pool.end_trial(tok, 13.0)  # the trial ended without a word on credit: released
     assert pool.select({"other"}, 13.0) is tok
 
 
@@ -91,3 +92,16 @@ def test_reload_resets_an_exhausted_account_whose_config_changed() -> None:
     assert pool.members["other"].health.state is State.EXHAUSTED  # unchanged: still out
     pool.apply(pool.cluster, pool.health_settings, now=2.0)  # the same config again
     assert pool.members["other"].health.state is State.EXHAUSTED
+
+
+def test_reload_with_other_rules_resets_exhausted_accounts() -> None:
+    from dataclasses import replace
+
+    from qcc.routing.rules import Rule
+
+    pool = make_pool()
+    exhaust(pool, "tok", 0.0)
+    rules = (Rule("quota", "exhausted", name="clusters.test.rules[0]"),)
+    pool.apply(replace(pool.cluster, rules=rules), pool.health_settings, now=1.0)
+    assert pool.members["tok"].health.state is State.HEALTHY
+    assert pool.members["tok"].health.reason == "reset: the cluster's rules changed"

@@ -172,13 +172,14 @@ class AccountPool:
         member.last_used = now
         return member.health.begin_request(now)
 
-    def end(self, member: Member, now: float, trial: bool = False) -> None:
-        """The request is over (after its outcome was reported). A trial that reported nothing
-        on the account's credit is released for the next request; another request's end never
-        releases a trial in flight."""
+    def end(self, member: Member) -> None:
         member.stats.in_flight -= 1
-        if trial:
-            member.health.end_request(now)
+
+    def end_trial(self, member: Member, now: float) -> None:
+        """The trial request (:meth:`begin` said True) is over, after its outcome was reported.
+        One that said nothing about the account's credit is released for the next request.
+        Only the trial's own end may release it: another request ending never does."""
+        member.health.end_request(now)
 
     def reset(self, member: Member, now: float) -> Transition | None:
         """The user vouched for the account (``qcc account enable``): healthy at once, whatever

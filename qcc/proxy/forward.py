@@ -245,7 +245,9 @@ class Exchange:
         except _NETWORK_ERRORS as exc:
             return self._fail(member, Outcome.NETWORK, _describe(exc))
         finally:
-            rt.pool.end(member, loop.time(), trial)
+            rt.pool.end(member)
+            if trial:  # an exhausted account's one trial request
+                rt.pool.end_trial(member, loop.time())
             if upstream is not None:
                 upstream.release() if upstream.at_eof() else upstream.close()
 
