@@ -24,6 +24,7 @@ from qcc.routing.strategies import Candidate, Strategy, choose, make_strategy
 
 log = logging.getLogger("qcc.health")
 
+_EXHAUSTED = State.EXHAUSTED
 _NEVER_IN_PANIC = (State.AUTH_FAILED, State.EXHAUSTED, State.DISABLED)
 
 
@@ -170,7 +171,8 @@ class AccountPool:
         stats.requests += 1
         stats.in_flight += 1
         member.last_used = now
-        return member.health.begin_request(now)
+        health = member.health
+        return health.state is _EXHAUSTED and health.begin_request(now)
 
     def end(self, member: Member) -> None:
         member.stats.in_flight -= 1
