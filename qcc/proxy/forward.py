@@ -9,6 +9,11 @@ then ``message_start``, ``content_block_start`` and ``ping`` are held back. Befo
 failure moves on to the next account, invisibly; after it, a failure ends the stream with an
 ``event: error`` and counts against the account. Success is recorded when the response completes.
 
+An error answer (4xx/5xx; never a 2xx) has its first 16 KB read and judged by the cluster's rule
+table first (:mod:`qcc.proxy.error_answer`): it fails over (out of credit, disabled, rate limited,
+a capability the account lacks, or a status that fails over anyway), or it is relayed to the
+client as it came, those first bytes and then the rest.
+
 Every request leaves one access line (``outcome=ok|broken|client_closed|failed``). Everything an
 account says that qcc keeps or logs is scrubbed of its credential and of the client's key first.
 """
