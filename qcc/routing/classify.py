@@ -166,17 +166,7 @@ def announced_cooldown(headers: Mapping[str, str], wall_now: float) -> float | N
     the unified subscription resets (epoch seconds); the per-kind API resets (RFC 3339).
     Malformed values are skipped. The result is clamped to [1 s, 1 day].
     """
-    view = {str(key).lower(): str(value) for key, value in headers.items()}
-    header = view.get("retry-after")
-    if header is not None:
-        seconds = retry_after(header, wall_now)
-        if seconds is not None:
-            return _clamp(seconds)
-    for reader in (_unified, _standard):
-        at = reader(view)
-        if at is not None:
-            return _clamp(at - wall_now)
-    return None
+    return _announced(headers, wall_now, blocked_only=False)
 
 
 def cooldown_seconds(headers: Mapping[str, str], wall_now: float, default: float) -> float:
@@ -194,6 +184,11 @@ def announced_reset(headers: Mapping[str, str], wall_now: float) -> float | None
     still has room (every API response carries them) says nothing about credit. Clamped to
     [1 s, 1 day]: a monthly quota is retried after a day, by one trial request.
     """
+    return _announced(headers, wall_now, blocked_only=True)
+
+
+def _announced(headers: Mapping[str, str], wall_now: float, *, blocked_only: bool) -> float | None:
+    """``retry-after``, else the unified resets, else the per-kind resets: seconds from now."""
     view = {str(key).lower(): str(value) for key, value in headers.items()}
     header = view.get("retry-after")
     if header is not None:
@@ -201,7 +196,7 @@ def announced_reset(headers: Mapping[str, str], wall_now: float) -> float | None
         if seconds is not None:
             return _clamp(seconds)
     for reader in (_unified, _standard):
-        at = reader(view, True)
+        at = reader(view, blocked_only)
         if at is not None:
             return _clamp(at - wall_now)
     return None
