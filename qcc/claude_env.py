@@ -27,6 +27,7 @@ from typing import Any
 
 from qcc.config.model import Config, mask_secret
 from qcc.errors import QccError
+from qcc.proxy.record import client_url
 
 BASE_URL_KEY = "ANTHROPIC_BASE_URL"
 TOKEN_KEY = "ANTHROPIC_AUTH_TOKEN"
@@ -45,14 +46,7 @@ class UnknownShellError(QccError):
 
 def proxy_url(config: Config) -> str:
     """The URL clients on this machine use; a wildcard bind address becomes loopback."""
-    host = config.proxy.host
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{config.proxy.port}"
+    return client_url(config.proxy.host, config.proxy.port)
 
 
 def proxy_env(config: Config, url: str | None = None) -> dict[str, str]:

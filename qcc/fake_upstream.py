@@ -9,6 +9,7 @@ Every document it sends is built by :mod:`qcc.wire`, as the benchmark's upstream
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import random
 from dataclasses import dataclass, field
@@ -42,6 +43,10 @@ class Behavior:
     compress: bool = False  # gzip JSON bodies when the client accepts it
     chunked: bool = False  # with mode cut_body: no Content-Length, chunked framing
     echo_key: bool = False  # error bodies quote the key received ("invalid x-api-key: sk-…")
+    # with mode status: the error body as sent (bytes as is, a str as UTF-8) instead of the usual
+    # Anthropic error; gzip-encoded with ``compress``, sent in two writes with ``chunked``
+    body: bytes | str | None = None
+    content_type: str = "application/json"
     text: str = "Hello from a fake account."
     usage: dict[str, int] = field(default_factory=wire.token_usage)
 
@@ -85,6 +90,8 @@ class FakeUpstream:
             if b.fail_rate and self.rng.random() < b.fail_rate:
                 status = 529
             if status != 200:
+                if b.body is not None:
+                    return await self.custom_error(request, status)
                 key = request.headers.get("x-api-key", "") if b.echo_key else None
                 return self.error(status, b.headers, key)
             if request.path == "/v1/models":
@@ -111,6 +118,25 @@ class FakeUpstream:
         kind = wire.error_type(status)
         message = f"{self.name}: {kind}" if key is None else f"invalid x-api-key: {key}"
         return web.json_response(wire.error(kind, message), status=status, headers=headers)
+
+    async def custom_error(self, request: web.Request, status: int) -> web.StreamResponse:
+        b = self.behavior
+        assert b.body is not None
+        body = b.body.encode() if isinstance(b.body, str) else b.body
+        headers = {"content-type": b.content_type} | b.headers
+        if b.compress:
+            body = gzip.compress(body)
+            headers["content-encoding"] = "gzip"
+        if not b.chunked:
+            return web.Response(status=status, body=body, headers=headers)
+        response = web.StreamResponse(status=status, headers=headers)
+        await response.prepare(request)
+        half = len(body) // 2
+        await response.write(body[:half])
+        await asyncio.sleep(0.01)  # the halves arrive apart
+        await response.write(body[half:])
+        await response.write_eof()
+        return response
 
     async def cut_body(self, request: web.Request, payload: dict[str, Any]) -> web.StreamResponse:
         body = wire.encode(self.message(payload))

@@ -81,5 +81,6 @@ class AccountStats:
     outcomes: Counter[str] = field(default_factory=Counter)
     last_error: str | None = None
     last_error_at: float | None = None  # wall clock
+    last_rule: str | None = None  # the error-body rule matched last ("built-in: credit-balance")
     ttfb: Histogram = field(default_factory=Histogram)
     usage: Usage = field(default_factory=Usage)

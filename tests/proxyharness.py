@@ -33,6 +33,7 @@ def config_data(
     sticky: bool = False,
     extra: dict[str, Any] | None = None,
     accounts: dict[str, dict[str, Any]] | None = None,
+    rules: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     accs: dict[str, Any] = {}
     for name, url in upstreams.items():
@@ -45,6 +46,8 @@ def config_data(
         "default_cluster": "test",
         "clusters": {"test": {"strategy": strategy, "sticky": sticky, "accounts": accs}},
     }
+    if rules is not None:
+        data["clusters"]["test"]["rules"] = rules
     for key, value in (extra or {}).items():
         data[key] = value
     return data

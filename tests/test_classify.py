@@ -8,10 +8,13 @@ import pytest
 from qcc.routing.classify import (
     MAX_COOLDOWN,
     Outcome,
+    announced_reset,
+    classify_answer,
     classify_status,
     cooldown_seconds,
     counts_against_health,
     fails_over,
+    rest_seconds,
 )
 
 WALL = 1_750_000_000.0  # a fixed "time.time()"
@@ -59,6 +62,8 @@ def test_classify_status(status: int, outcome: Outcome) -> None:
         (Outcome.NETWORK, True, True),
         (Outcome.TIMEOUT, True, True),
         (Outcome.STREAM_ERROR, True, True),
+        (Outcome.EXHAUSTED, True, False),
+        (Outcome.CAPABILITY, True, False),
     ],
 )
 def test_failover_and_health(outcome: Outcome, failover: bool, health: bool) -> None:
@@ -209,3 +214,84 @@ def test_cooldown_accepts_cimultidict() -> None:
 
     headers = CIMultiDictProxy(CIMultiDict({"Retry-After": "12", "Content-Type": "x"}))
     assert cooldown_seconds(headers, WALL, 42.0) == 12.0
+
+
+# ---- error bodies: a matched rule's action, and how long the account stays out ------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "outcome"),
+    [
+        (400, "exhausted", Outcome.EXHAUSTED),
+        (403, "auth_failed", Outcome.AUTH_FAILED),
+        (400, "rate_limited", Outcome.RATE_LIMITED),
+        (429, "fail_over", Outcome.CAPABILITY),
+        (429, "pass_through", Outcome.CLIENT_ERROR),
+        (503, "pass_through", Outcome.CLIENT_ERROR),
+        (429, None, Outcome.RATE_LIMITED),
+        (400, None, Outcome.CLIENT_ERROR),
+    ],
+)
+def test_classify_answer(status: int, action: str | None, outcome: Outcome) -> None:
+    assert classify_answer(status, action) is outcome
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"retry-after": "120"}, 120.0),
+        # limits with room left say nothing about credit (every API answer carries them)
+        (
+            {
+                "anthropic-ratelimit-requests-remaining": "49",
+                "anthropic-ratelimit-requests-reset": iso(30),
+            },
+            None,
+        ),
+        (
+            {
+                "anthropic-ratelimit-tokens-remaining": "0",
+                "anthropic-ratelimit-tokens-reset": iso(300),
+                "anthropic-ratelimit-requests-remaining": "9",
+                "anthropic-ratelimit-requests-reset": iso(5),
+            },
+            300.0,
+        ),
+        (
+            {
+                "anthropic-ratelimit-unified-7d-status": "rejected",
+                "anthropic-ratelimit-unified-7d-reset": str(int(WALL + 7200)),
+                "anthropic-ratelimit-unified-5h-status": "allowed",
+                "anthropic-ratelimit-unified-5h-reset": str(int(WALL + 60)),
+            },
+            7200.0,
+        ),
+        (
+            {
+                "anthropic-ratelimit-unified-5h-status": "allowed",
+                "anthropic-ratelimit-unified-5h-reset": str(int(WALL + 60)),
+            },
+            None,
+        ),
+        ({"retry-after": "soon"}, None),
+        ({"retry-after": str(10 * 86400)}, MAX_COOLDOWN),
+    ],
+)
+def test_announced_reset_counts_only_limits_used_up(
+    headers: dict[str, str], expected: float | None
+) -> None:
+    assert announced_reset(headers, WALL) == expected
+
+
+def test_rest_seconds_order() -> None:
+    announced = {"retry-after": "90"}
+    # exhausted: what the account announced first, then the rule's cooldown, else the recheck
+    assert rest_seconds(Outcome.EXHAUSTED, 600.0, announced, WALL) == 90.0
+    assert rest_seconds(Outcome.EXHAUSTED, 600.0, {}, WALL) == 600.0
+    assert rest_seconds(Outcome.EXHAUSTED, None, {}, WALL) is None
+    # rate limited: the rule's cooldown first, then what was announced, else the default
+    assert rest_seconds(Outcome.RATE_LIMITED, 600.0, announced, WALL) == 600.0
+    assert rest_seconds(Outcome.RATE_LIMITED, None, announced, WALL) == 90.0
+    assert rest_seconds(Outcome.RATE_LIMITED, None, {}, WALL) is None
+    assert rest_seconds(Outcome.SERVER_ERROR, 600.0, announced, WALL) is None

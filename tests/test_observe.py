@@ -20,7 +20,8 @@ SETTINGS = HealthSettings(
 )
 WALL = 1_700_000_000.0
 COUNTING = [o for o in Outcome if counts_against_health(o)]
-ALIVE = (Outcome.SUCCESS, Outcome.CLIENT_ERROR)
+ALIVE = (Outcome.SUCCESS, Outcome.CLIENT_ERROR, Outcome.CAPABILITY)
+UNPENALIZED = (*ALIVE, Outcome.EXHAUSTED)  # out of credit is not slow
 
 
 def make_member(settings: HealthSettings = SETTINGS) -> Member:
@@ -62,6 +63,8 @@ EXPECTED_STATE = {
     Outcome.CLIENT_ERROR: State.HEALTHY,
     Outcome.RATE_LIMITED: State.RATE_LIMITED,
     Outcome.AUTH_FAILED: State.AUTH_FAILED,
+    Outcome.EXHAUSTED: State.EXHAUSTED,
+    Outcome.CAPABILITY: State.HEALTHY,
     **{o: State.HEALTHY for o in COUNTING},  # one failure of three
 }
 
@@ -89,7 +92,7 @@ def test_upstream_outcome(outcome: Outcome, source: Source) -> None:
     assert stats.local_errors == 0
     # Only a successful request's time feeds the score; every failure but a client's penalizes.
     assert member.latency.ewma == (0.2 if traffic and outcome is Outcome.SUCCESS else None)
-    assert (member.latency.score(10.0) > 0.2) == (outcome not in ALIVE)
+    assert (member.latency.score(10.0) > 0.2) == (outcome not in UNPENALIZED)
     if outcome in ALIVE:
         assert stats.last_error is None
     else:
@@ -297,3 +300,29 @@ def test_reason_defaults_to_the_status() -> None:
     assert member.stats.last_error == "HTTP 502"
     report(member, Observation(Source.PROBE, Outcome.TIMEOUT), 2.0, WALL)
     assert member.stats.last_error == "probe: timeout"
+
+
+# ---- exhausted: only a real request's success brings it back --------------------------------
+
+
+def test_exhausted_is_left_by_the_trial_request_never_by_a_probe() -> None:
+    member = make_member(replace(SETTINGS, exhausted_recheck=60.0))
+    change = report(member, seen(Outcome.EXHAUSTED, cooldown=None), 10.0, WALL)
+    health = member.health
+    assert change is not None and health.state is State.EXHAUSTED
+    assert health.until == 70.0  # exhausted_recheck
+    assert not leaves_rotation(change)  # nothing for the monitor to probe
+    assert health.begin_request(70.0)  # the trial
+    report(member, seen(Outcome.SUCCESS, Source.PROBE), 71.0, WALL)
+    assert health.state is State.EXHAUSTED  # a free probe proves nothing about credit
+    report(member, seen(Outcome.SUCCESS), 72.0, WALL)
+    assert health.state is State.HEALTHY
+
+
+def test_exhausted_with_an_announced_rest_and_the_rule_that_matched() -> None:
+    member = make_member()
+    obs = Observation(Source.TRAFFIC, Outcome.EXHAUSTED, "HTTP 400 out", cooldown=300.0, rule="r1")
+    report(member, obs, 10.0, WALL)
+    assert member.health.until == 310.0
+    assert member.stats.last_rule == "r1"
+    assert member.stats.failures == 1 and member.health.consecutive_failures == 0

@@ -7,18 +7,26 @@ state, stats counters, ``last_error`` and latency score. Pure and synchronous: t
 
     outcome                       traffic                          probe
     success                       healthy; failures reset;         healthy (half-open: ends an
-                                  TTFB feeds the latency score     ejection or auth failure)
+                                  TTFB feeds the latency score     ejection or auth failure;
+                                  (an exhausted account: only its  never an exhaustion: a free
+                                  trial request's success)         probe says nothing of credit)
     client_error (4xx)            alive: counted, no health change healthy (a 400 proves the
                                   (not a success: failures stay)   account is up)
+    capability (rule fail_over)   another account is tried; no health change, no penalty
     rate_limited (429)            rate_limited for the announced cool-down, else
                                   ``health.rate_limit_default``; latency penalty
     auth_failed (401/403)         auth_failed until a probe succeeds; latency penalty
+    exhausted (rule exhausted)    exhausted until the announced reset, else ``cooldown``, else
+                                  ``health.exhausted_recheck``; then one trial request decides.
+                                  Not a health failure, no latency penalty
     overloaded, server_error,     one more consecutive failure (ejected at
     network, timeout,             ``health.failure_threshold``; a failed half-open probe ejects
     stream_error                  again, for longer); latency penalty
-    any, with ``local=True``      qcc's own side failed (a reused connection that broke before
-                                  any byte, an unreachable outbound proxy): ``local_errors`` and
+    any, with ``local=True``      qcc's own side failed (all of the account's connection slots
+                                  busy, qcc out of file descriptors): ``local_errors`` and
                                   ``last_error`` only; never counts against the account
+
+An observation naming the ``rule`` its error body matched sets the account's ``last_rule``.
 
 Traffic alone feeds the request counters (``outcomes``, ``failures``) and the TTFB histogram;
 a probe's time is not a generation's, so it never feeds the latency score.
@@ -34,7 +42,8 @@ from qcc.health.state import State, Transition
 from qcc.redact import scrub
 from qcc.routing.classify import Outcome, counts_against_health
 
-_ALIVE = frozenset({Outcome.SUCCESS, Outcome.CLIENT_ERROR})
+_ALIVE = frozenset({Outcome.SUCCESS, Outcome.CLIENT_ERROR, Outcome.CAPABILITY})  # probes
+_NO_PENALTY = frozenset({Outcome.CLIENT_ERROR, Outcome.CAPABILITY})  # traffic: no health change
 _OUT = (State.EJECTED, State.AUTH_FAILED)
 
 
@@ -51,7 +60,8 @@ class Observation(NamedTuple):
     said, kept in ``last_error`` only. Both are scrubbed (of the account's credential and of
     ``client_secrets``) before anything is stored, and left out of ``repr``. ``cooldown`` is the
     rest the account announced (``retry-after`` or reset headers), None when it announced none.
-    ``local`` marks a failure on qcc's side (see the module's table).
+    ``local`` marks a failure on qcc's side (see the module's table). ``rule`` names the
+    error-body rule that decided the outcome (``built-in: credit-balance``), if one did.
     """
 
     source: Source
@@ -63,11 +73,13 @@ class Observation(NamedTuple):
     ttfb: float | None = None
     local: bool = False
     client_secrets: tuple[str, ...] = ()
+    rule: str = ""
 
     def __repr__(self) -> str:  # never the reason, detail or secrets: they are not scrubbed yet
         return (
             f"Observation(source={self.source.value}, outcome={self.outcome.value}, "
-            f"status={self.status}, cooldown={self.cooldown}, ttfb={self.ttfb}, local={self.local})"
+            f"status={self.status}, cooldown={self.cooldown}, ttfb={self.ttfb}, "
+            f"local={self.local}, rule={self.rule!r})"
         )
 
 
@@ -95,16 +107,22 @@ def report(member: Member, obs: Observation, now: float, wall_now: float) -> Tra
                 member.latency.observe(ttfb, now)
             health.record_success(now)
             return health.transitions[-1] if health.state is not before else None
-        if outcome is Outcome.CLIENT_ERROR:  # the request was at fault: alive, record unchanged
+        if obs.rule:
+            stats.last_rule = obs.rule
+        if outcome in _NO_PENALTY:  # the request was at fault, or needs what others have
             if obs.ttfb is not None:
                 stats.ttfb.observe(obs.ttfb)
             return None
         stats.failures += 1
     elif outcome in _ALIVE:
         words = _words(obs)
-        health.record_success(now, scrub(f"probe ok ({words})", _secrets(member, obs)))
+        health.record_success(now, scrub(f"probe ok ({words})", _secrets(member, obs)), probe=True)
         return _change(member, before)
     reason = _keep_error(member, obs, wall_now)
+    if outcome is Outcome.EXHAUSTED:  # not slow, not broken: out of money until it resets
+        rest = obs.cooldown
+        health.record_exhausted(now, None if rest is None else now + rest, reason)
+        return _change(member, before)
     member.latency.penalize(now)
     if outcome is Outcome.RATE_LIMITED:
         rest = obs.cooldown

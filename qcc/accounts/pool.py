@@ -30,6 +30,9 @@ from qcc.usage.budget import over_budget_until
 
 log = logging.getLogger("qcc.health")
 
+_EXHAUSTED = State.EXHAUSTED
+_NEVER_IN_PANIC = (State.AUTH_FAILED, State.EXHAUSTED, State.DISABLED)
+
 
 def _same_endpoint(a: Account, b: Account) -> bool:
     """Health survives a reload unless what it judged (endpoint, credential) changed."""
@@ -67,6 +70,7 @@ class AccountPool:
         if cluster.strategy != self.cluster.strategy or not self.members:
             self.strategy = make_strategy(cluster.strategy, self._rng)
         old = self.members
+        rules_changed = cluster.rules != self.cluster.rules
         members: dict[str, Member] = {}
         for account in cluster.accounts:
             member = old.get(account.name)
@@ -79,8 +83,12 @@ class AccountPool:
                     member.stats = old[account.name].stats  # counters are history; keep them
                     member.spend = old[account.name].spend  # so is what it spent
             else:
+                changed = member.account != account
                 member.account = account
                 member.health.update_settings(health)
+                if member.health.state is State.EXHAUSTED and (changed or rules_changed):
+                    why = "its config changed" if changed else "the cluster's rules changed"
+                    member.health.reset(now, f"reset: {why}")
                 if account.enabled and member.health.state is State.DISABLED:
                     member.health.enable(now)
                 elif not account.enabled and member.health.state is not State.DISABLED:
@@ -159,8 +167,9 @@ class AccountPool:
     def _panic(self, tried: set[str], now: float) -> Member | None:
         """No account is usable: try those that are out anyway, soonest-recovering first.
 
-        Accounts out for bad credentials or disabled by the user are never tried: they cannot
-        succeed by themselves.
+        Accounts out for bad credentials, out of credit or quota, or disabled by the user are
+        never tried: they cannot succeed by themselves (an exhausted account's trial request
+        goes through normal selection once its wait is over).
         """
         if any(m.health.usable(now) for m in self.members.values() if m.header is not None):
             return None  # usable accounts exist; they were all tried already
@@ -169,7 +178,7 @@ class AccountPool:
             for m in self.members.values()
             if m.name not in tried
             and m.header is not None
-            and m.health.state not in (State.AUTH_FAILED, State.DISABLED)
+            and m.health.state not in _NEVER_IN_PANIC
         ]
         if not waiting:
             return None
@@ -189,13 +198,35 @@ class AccountPool:
 
     # ---- outcomes ------------------------------------------------------------------------
 
-    def begin(self, member: Member, now: float) -> None:
-        member.stats.requests += 1
-        member.stats.in_flight += 1
+    def begin(self, member: Member, now: float) -> bool:
+        """A request is sent to ``member``; True when it is an exhausted account's one trial
+        (pass that to :meth:`end`)."""
+        stats = member.stats
+        stats.requests += 1
+        stats.in_flight += 1
         member.last_used = now
+        health = member.health
+        return health.state is _EXHAUSTED and health.begin_request(now)
 
     def end(self, member: Member) -> None:
         member.stats.in_flight -= 1
+
+    def end_trial(self, member: Member, now: float) -> None:
+        """The trial request (:meth:`begin` said True) is over, after its outcome was reported.
+        One that said nothing about the account's credit is released for the next request.
+        Only the trial's own end may release it: another request ending never does."""
+        member.health.end_request(now)
+
+    def reset(self, member: Member, now: float) -> Transition | None:
+        """The user vouched for the account (``qcc account enable``): healthy at once, whatever
+        it was out for (a disabled account stays disabled: its config says so)."""
+        before = member.health.state
+        member.health.reset(now, "reset by the user")
+        if member.health.state is before:
+            return None
+        change = member.health.transitions[-1]
+        log.info("account %s: %s -> %s (reset by the user)", member.name, before, change.to_state)
+        return change
 
     def begin_probe(self, member: Member, now: float) -> None:
         """A probe starts: half-open when the account is due; a no-op for idle probes."""
@@ -294,11 +325,17 @@ class AccountPool:
             if m.header is None or not m.health.usable(now)
         }
 
-    def soonest_recovery(self, now: float) -> float | None:
-        """Monotonic time at which some account will be usable again by itself, if any."""
+    def soonest_recovery(self, now: float, exhausted_within: float | None = None) -> float | None:
+        """Monotonic time at which some account will be usable again by itself, if any.
+
+        With ``exhausted_within``, an exhausted account counts only if its next trial is at
+        most that many seconds away (out of credit, it is not expected back soon)."""
+        horizon = None if exhausted_within is None else now + exhausted_within
         times = [
             t
             for m in self.members.values()
-            if m.header is not None and (t := m.health.recovers_at(now)) is not None
+            if m.header is not None
+            and (t := m.health.recovers_at(now)) is not None
+            and (horizon is None or t <= horizon or m.health.state is not State.EXHAUSTED)
         ]
         return min(times) if times else None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -360,17 +362,52 @@ def _set_enabled(ctx: typer.Context, name: str, cluster: str | None, enabled: bo
     render.success(f"Account '{name}' in cluster '{cluster_name}' is {word}.")
 
 
+def _reset_in_running_proxy(state: CliState, cluster_name: str, name: str) -> None:
+    """If a proxy serves this cluster from this config, bring the account back there at once
+    (out of credit, auth failed, ejected or cooling: the user vouches for it)."""
+    from qcc.cli.proxy import access_key
+    from qcc.errors import ProxyError
+    from qcc.proxy.record import fetch_json, read_record
+
+    record = read_record()
+    if record is None or record.cluster != cluster_name:
+        return
+    if Path(record.config_path).resolve() != state.config_path.resolve():
+        return
+    url = f"{record.url}/accounts/{quote(name, safe='')}/reset"
+    try:
+        status, doc = fetch_json(url, access_key(record), method="POST")
+    except ProxyError as exc:
+        render.note(f"could not reset it in the running proxy: {exc}")
+        return
+    if status != 200 or not isinstance(doc, dict):
+        if status != 404:  # 404: the proxy has not loaded the account yet
+            render.note(f"could not reset it in the running proxy (HTTP {status})")
+        return
+    before, after = doc.get("before"), doc.get("state")
+    if before != after:
+        render.success(
+            f"Account '{name}' was {before} in the running proxy ({record.url}); reset: {after}."
+        )
+
+
 @app.command("enable")
 def enable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> None:
     """Put an account back into rotation.
 
-    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
+    An account that is enabled but out (exhausted, auth_failed, ejected) in the running proxy
+    serving this cluster is brought back there at once.
+
+    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml, and QCC_STATE_DIR to find
+    the running proxy.
 
     \b
     Example:
       qcc account enable relay --cluster prod
     """
+    state: CliState = ctx.obj
     _set_enabled(ctx, name, cluster, True)
+    _reset_in_running_proxy(state, _cluster_name(state, cluster), name)
 
 
 @app.command("disable")

@@ -3,6 +3,7 @@ and a proxy is shown masked (``http://user:***@host:3128``)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import ssl
@@ -28,6 +29,8 @@ class CannotConnect(UpstreamError):
         self.os_error = os_error
         where = f" to proxy {via.masked()}" if via is not None else ""
         self.describe = f"cannot connect{where} ({_why(os_error)})"
+        # Out of file descriptors is this process's trouble, not the account's.
+        self.local = os_error.errno in (errno.EMFILE, errno.ENFILE)
 
 
 class ProxyFailed(UpstreamError):

@@ -1,5 +1,6 @@
-"""Routes the proxy answers itself: ``/health``, ``/accounts/stats``, ``/metrics``, and the
-non-API paths Claude Code probes (``HEAD /``, ``/api/...``), which never touch an account."""
+"""Routes the proxy answers itself: ``/health``, ``/accounts/stats``, ``/metrics``,
+``POST /accounts/{name}/reset``, and the non-API paths Claude Code probes (``HEAD /``,
+``/api/...``), which never touch an account."""
 
 from __future__ import annotations
 
@@ -75,6 +76,7 @@ def member_document(member: Member, now: float, wall_now: float) -> dict[str, An
         "p50_ms": None if p50 is None else round(p50 * 1000, 1),
         "last_error": stats.last_error,
         "last_error_at": stats.last_error_at,
+        "last_rule": stats.last_rule,
         "outcomes": dict(stats.outcomes),
         "usage": stats.usage.as_dict(),
         "cache_read_share": stats.usage.cache_read_share,
@@ -136,6 +138,36 @@ async def accounts_stats(request: web.Request) -> web.Response:
         return unauthorized()
     doc = stats_document(rt, asyncio.get_running_loop().time(), time.time())
     return web.json_response(doc, dumps=lambda o: json.dumps(o, indent=2))
+
+
+async def reset_account(request: web.Request) -> web.Response:
+    """``POST /accounts/{name}/reset``: the user vouches for an account (``qcc account enable``):
+    out of credit, auth failed, ejected or cooling, it is healthy at once. A disabled account
+    stays disabled (its config says so). Same access rule as ``/accounts/stats``."""
+    rt = request.app[RUNTIME_KEY]
+    if not rt.authorized(request):
+        return unauthorized()
+    name = request.match_info["name"]
+    pool = rt.pool
+    member = pool.members.get(name)
+    if member is None:
+        return web.Response(
+            status=404,
+            body=error_body(
+                "not_found_error", f"qcc: cluster '{pool.cluster.name}' has no account '{name}'"
+            ),
+            content_type=JSON,
+        )
+    before = member.health.state
+    pool.reset(member, asyncio.get_running_loop().time())
+    return web.json_response(
+        {
+            "cluster": pool.cluster.name,
+            "account": name,
+            "before": before.value,
+            "state": member.health.state.value,
+        }
+    )
 
 
 async def metrics(request: web.Request) -> web.Response:

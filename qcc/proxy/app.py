@@ -247,6 +247,7 @@ def create_app(
     app.router.add_route("*", "/v1/{tail:.*}", handle_api)
     app.router.add_get("/health", admin.health)
     app.router.add_get("/accounts/stats", admin.accounts_stats)
+    app.router.add_post("/accounts/{name}/reset", admin.reset_account)
     app.router.add_get("/metrics", admin.metrics)
     app.router.add_get("/", admin.root)  # GET also answers HEAD
     app.router.add_route("*", "/{tail:.*}", admin.not_forwarded)

@@ -9,6 +9,11 @@ then ``message_start``, ``content_block_start`` and ``ping`` are held back. Befo
 failure moves on to the next account, invisibly; after it, a failure ends the stream with an
 ``event: error`` and counts against the account. Success is recorded when the response completes.
 
+An error answer (4xx/5xx; never a 2xx) has its first 16 KB read and judged by the cluster's rule
+table first (:mod:`qcc.proxy.error_answer`): it fails over (out of credit, disabled, rate limited,
+a capability the account lacks, or a status that fails over anyway), or it is relayed to the
+client as it came, those first bytes and then the rest.
+
 Every request leaves one access line (``outcome=ok|broken|client_closed|failed``). Everything an
 account says that qcc keeps or logs is scrubbed of its credential and of the client's key first.
 """
@@ -17,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass
 
@@ -31,6 +35,7 @@ from qcc.net.connection import Response
 from qcc.net.errors import ConnectTimeout, UpstreamError
 from qcc.proxy import sse
 from qcc.proxy.admin import unauthorized
+from qcc.proxy.error_answer import READ_SECONDS, ErrorAnswer, error_kind, read_answer
 from qcc.proxy.failed import Failure, all_failed
 from qcc.proxy.guard import TARGET, VIEW, renamed_body
 from qcc.proxy.messages import (
@@ -39,7 +44,7 @@ from qcc.proxy.messages import (
     wants_stream,
 )
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
-from qcc.routing.classify import Outcome, classify_status, fails_over
+from qcc.routing.classify import Outcome, fails_over, rest_seconds
 from qcc.routing.ratelimit import cooldown_for_429, parse_limits, retry_after
 from qcc.routing.sticky import session_key
 
@@ -54,7 +59,6 @@ _STREAM_ERRORS = {
     "authentication_error": Outcome.AUTH_FAILED,
     "permission_error": Outcome.AUTH_FAILED,
 }
-_ERROR_KIND = re.compile(r"[a-z_]{1,40}")
 
 
 class ClientGone(Exception):
@@ -207,7 +211,7 @@ class Exchange:
         started = loop.time()
         deadline = self.deadline = started + head_limit
         self.usage, self.settled = {}, False
-        rt.pool.begin(member, started)
+        trial = rt.pool.begin(member, started)
         upstream: Response | None = None
         try:
             upstream = await client.request(
@@ -216,9 +220,15 @@ class Exchange:
             ttfb = loop.time() - started
             if (limits := parse_limits(upstream.pairs)) is not None:  # None: no such headers
                 rt.pool.note_limits(member, limits, loop.time(), time.time())
-            outcome = classify_status(upstream.status)
-            if fails_over(outcome):
-                return await self._failed_status(member, upstream, outcome)
+            status = upstream.status
+            outcome, prefix, rule = Outcome.SUCCESS, b"", ""
+            if status >= 400:  # only an error answer's body is read before it is relayed
+                answer = await read_answer(
+                    upstream, rt.pool.cluster.rules, loop.time() + READ_SECONDS
+                )
+                outcome, prefix, rule = answer.outcome, answer.prefix, answer.rule
+                if fails_over(outcome):
+                    return self._failed_answer(member, upstream, answer)
             headers = downstream_headers(upstream.pairs)
             ctype = headers.get("content-type", "")
             if outcome is Outcome.SUCCESS and ctype.startswith("text/event-stream"):
@@ -230,25 +240,27 @@ class Exchange:
                 response, broken = await self._relay_stream(member, upstream, headers, first)
             else:
                 self.deadline = None
-                response, broken = await self._relay_body(member, upstream, headers)
+                response, broken = await self._relay_body(member, upstream, headers, prefix)
             # Recorded when the response is complete, so an account whose answers break after
             # the head is never reset to healthy by their start (issue 11, item 9).
             if broken:
                 return Done(member.name, response, upstream.status, "broken")
-            seen = Observation(Source.TRAFFIC, outcome, status=upstream.status, ttfb=ttfb)
+            seen = Observation(Source.TRAFFIC, outcome, status=status, ttfb=ttfb, rule=rule)
             rt.pool.report(member, seen, loop.time(), time.time())
-            return Done(member.name, response, upstream.status, "ok")
+            return Done(member.name, response, status, "ok")
         except TimeoutError as exc:
             if isinstance(exc, ConnectTimeout):
                 reason = str(exc)  # names the limit, and the proxy or busy slots if those
             else:
                 what = "content" if self.stream else "response"
                 reason = f"no {what} within {head_limit:g}s"
-            return self._fail(member, Outcome.TIMEOUT, reason)
+            return self._fail(member, Outcome.TIMEOUT, reason, local=_local(exc))
         except _NETWORK_ERRORS as exc:
-            return self._fail(member, Outcome.NETWORK, _describe(exc))
+            return self._fail(member, Outcome.NETWORK, _describe(exc), local=_local(exc))
         finally:
             rt.pool.end(member)
+            if trial:  # an exhausted account's one trial request
+                rt.pool.end_trial(member, loop.time())
             if upstream is not None:
                 upstream.release() if upstream.at_eof() else upstream.close()
 
@@ -262,8 +274,11 @@ class Exchange:
         detail: str = "",
         *,
         committed: bool = False,
+        local: bool = False,
+        rule: str = "",
     ) -> Failure:
-        """Record a failed attempt. ``reason`` is in qcc's words; ``detail`` is the account's."""
+        """Record a failed attempt. ``reason`` is in qcc's words; ``detail`` is the account's.
+        ``local``: qcc's own trouble (all connection slots busy, out of descriptors)."""
         seen = Observation(
             Source.TRAFFIC,
             outcome,
@@ -271,7 +286,9 @@ class Exchange:
             detail=detail,
             status=status,
             cooldown=cooldown,
+            local=local,
             client_secrets=self.client_secrets(),
+            rule=rule,
         )
         self.rt.pool.report(member, seen, asyncio.get_running_loop().time(), time.time())
         stats = member.stats
@@ -295,21 +312,24 @@ class Exchange:
             found.append(auth[7:].strip())
         return tuple(found)
 
-    async def _failed_status(self, member: Member, upstream: Response, outcome: Outcome) -> Failure:
-        kind = detail = ""
-        try:
-            raw = await upstream.read(asyncio.get_running_loop().time() + 2.0)
-            error = sse.parse_data(raw[:2048]).get("error")
-            if isinstance(error, dict):
-                kind = _error_kind(error.get("type"))
-                detail = str(error.get("message", ""))[:200]
-        except (TimeoutError, *_NETWORK_ERRORS):
-            pass
-        reason = f"HTTP {upstream.status}" + (f" {kind}" if kind else "")
-        cooldown = None
-        if outcome is Outcome.RATE_LIMITED:
+    def _failed_answer(self, member: Member, upstream: Response, answer: ErrorAnswer) -> Failure:
+        """An error answer that fails over: the account's rest, if it announced one (or its
+        rule sets one), goes with the report."""
+        outcome, verdict = answer.outcome, answer.verdict
+        cooldown = rest_seconds(
+            outcome, None if verdict is None else verdict.cooldown, upstream.headers, time.time()
+        )
+        if outcome is Outcome.RATE_LIMITED and (verdict is None or verdict.cooldown is None):
             cooldown = _cooldown(upstream, member.health.settings.rate_limit_default)
-        return self._fail(member, outcome, reason, upstream.status, cooldown, detail)
+        return self._fail(
+            member,
+            outcome,
+            answer.reason,
+            answer.status,
+            cooldown,
+            answer.detail,
+            rule=answer.rule,
+        )
 
     async def _first_events(
         self, member: Member, upstream: Response, deadline: float
@@ -333,7 +353,7 @@ class Exchange:
                         self.usage = sse.usage_numbers(data)
                     continue
                 if name == "error":
-                    kind = _error_kind(sse.error_type(data)) or "error"
+                    kind = error_kind(sse.error_type(data)) or "error"
                     outcome = _STREAM_ERRORS.get(kind, Outcome.STREAM_ERROR)
                     # No cool-down announced: health.rate_limit_default applies.
                     return self._fail(member, outcome, f"stream began with {kind}")
@@ -389,13 +409,14 @@ class Exchange:
         return response, bool(ended_by)
 
     async def _relay_body(
-        self, member: Member, upstream: Response, headers: CIMultiDict[str]
+        self, member: Member, upstream: Response, headers: CIMultiDict[str], prefix: bytes = b""
     ) -> tuple[web.StreamResponse, bool]:
-        """Relay a plain response; True with it if the account broke it off mid-body."""
+        """Relay a plain response; True with it if the account broke it off mid-body.
+        ``prefix``: the body's first bytes, already read (an error answer's), sent first."""
         tail = sse.BodyTail(headers.get("content-encoding", "identity").lower())
         if upstream.status >= 300:
             tail.readable = False
-        first = upstream.ready()
+        first = prefix + upstream.ready() if prefix else upstream.ready()
         loop = asyncio.get_running_loop()
         self.first_byte = loop.time()
         if upstream.at_eof():
@@ -462,9 +483,9 @@ class Exchange:
         )
 
 
-def _error_kind(value: object) -> str:
-    """An account's error type if it looks like one (``overloaded_error``), else ""."""
-    return value if isinstance(value, str) and _ERROR_KIND.fullmatch(value) else ""
+def _local(exc: BaseException) -> bool:
+    """Whether a failure is qcc's own (see :attr:`qcc.net.errors.UpstreamError.local`)."""
+    return isinstance(exc, UpstreamError) and exc.local
 
 
 def _cooldown(upstream: Response, default: float) -> float:

@@ -168,9 +168,14 @@ def require_record() -> ProxyRecord:
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def fetch_json(url: str, access_key: str | None = None, timeout: float = 3.0) -> tuple[int, Any]:
-    """GET a JSON document from a running proxy (admin routes only), directly."""
-    request = urllib.request.Request(url, headers={"accept": "application/json"})
+def fetch_json(
+    url: str, access_key: str | None = None, timeout: float = 3.0, method: str = "GET"
+) -> tuple[int, Any]:
+    """GET (or ``method``) a JSON document from a running proxy (admin routes only), directly."""
+    data = b"" if method == "POST" else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"accept": "application/json"}
+    )
     if access_key:
         request.add_header("x-api-key", access_key)
     try:

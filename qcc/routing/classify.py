@@ -11,6 +11,16 @@ rate-limit headers carry absolute times.
     529           OVERLOADED     yes          yes
     other 5xx     SERVER_ERROR   yes          yes
     (no status)   NETWORK, TIMEOUT, STREAM_ERROR: set by the caller; fail over, count
+
+The error body of a 4xx/5xx can overrule the status (:func:`classify_answer`, with the action of
+the rule it matched in :mod:`qcc.routing.rules`)::
+
+    action        outcome        fails over   counts against health
+    exhausted     EXHAUSTED      yes          no (the account is marked exhausted instead)
+    auth_failed   AUTH_FAILED    yes          no (auth_failed)
+    rate_limited  RATE_LIMITED   yes          no (cools down)
+    fail_over     CAPABILITY     yes          no (no penalty at all: another account may have it)
+    pass_through  CLIENT_ERROR   no           no (whatever the status: the client gets it as is)
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ class Outcome(StrEnum):
     NETWORK = "network"
     TIMEOUT = "timeout"
     STREAM_ERROR = "stream_error"
+    EXHAUSTED = "exhausted"  # out of credit, quota or budget (a rule matched the error body)
+    CAPABILITY = "capability"  # this account lacks what the request needs; another may not
 
 
 _NO_FAILOVER = frozenset({Outcome.SUCCESS, Outcome.CLIENT_ERROR})
@@ -63,6 +75,23 @@ def classify_status(status: int) -> Outcome:
     return Outcome.SERVER_ERROR
 
 
+_ACTIONS = {
+    "exhausted": Outcome.EXHAUSTED,
+    "auth_failed": Outcome.AUTH_FAILED,
+    "rate_limited": Outcome.RATE_LIMITED,
+    "fail_over": Outcome.CAPABILITY,
+    "pass_through": Outcome.CLIENT_ERROR,
+}
+
+
+def classify_answer(status: int, action: str | None) -> Outcome:
+    """The outcome of an error answer whose body matched a rule with ``action``; with None (no
+    rule matched), the status decides as :func:`classify_status`."""
+    if action is None:
+        return classify_status(status)
+    return _ACTIONS[action]
+
+
 def fails_over(outcome: Outcome) -> bool:
     """Whether the request should be sent to another account."""
     return outcome not in _NO_FAILOVER
@@ -84,7 +113,7 @@ def _clamp(seconds: float) -> float:
     return min(max(seconds, MIN_COOLDOWN), MAX_COOLDOWN)
 
 
-def _pick(resets: list[tuple[float, bool]]) -> float | None:
+def _pick(resets: list[tuple[float, bool]], blocked_only: bool = False) -> float | None:
     """The reset to wait for: the latest exhausted one if any limit is exhausted, else the soonest.
 
     Every exhausted limit must have reset before a request can succeed, hence the latest of them.
@@ -92,10 +121,12 @@ def _pick(resets: list[tuple[float, bool]]) -> float | None:
     exhausted = [at for at, out in resets if out]
     if exhausted:
         return max(exhausted)
+    if blocked_only:
+        return None
     return min((at for at, _ in resets), default=None)
 
 
-def _unified(view: Mapping[str, str]) -> float | None:
+def _unified(view: Mapping[str, str], blocked_only: bool = False) -> float | None:
     """Claude subscription headers: ``anthropic-ratelimit-unified[-5h|-7d|...]-reset`` (epoch)."""
     resets: list[tuple[float, bool]] = []
     for key, value in view.items():
@@ -109,10 +140,10 @@ def _unified(view: Mapping[str, str]) -> float | None:
         # "allowed" and "allowed_warning" still let requests through; anything else blocks.
         blocked = status is not None and not status.strip().lower().startswith("allowed")
         resets.append((at, blocked))
-    return _pick(resets)
+    return _pick(resets, blocked_only)
 
 
-def _standard(view: Mapping[str, str]) -> float | None:
+def _standard(view: Mapping[str, str], blocked_only: bool = False) -> float | None:
     """API-key headers: ``anthropic-ratelimit-{requests,tokens,...}-reset`` (RFC 3339)."""
     resets: list[tuple[float, bool]] = []
     for kind in _STANDARD_KINDS:
@@ -124,7 +155,7 @@ def _standard(view: Mapping[str, str]) -> float | None:
             continue
         remaining = view.get(f"anthropic-ratelimit-{kind}-remaining")
         resets.append((at, remaining is not None and remaining.strip() == "0"))
-    return _pick(resets)
+    return _pick(resets, blocked_only)
 
 
 def announced_cooldown(headers: Mapping[str, str], wall_now: float) -> float | None:
@@ -135,6 +166,29 @@ def announced_cooldown(headers: Mapping[str, str], wall_now: float) -> float | N
     the unified subscription resets (epoch seconds); the per-kind API resets (RFC 3339).
     Malformed values are skipped. The result is clamped to [1 s, 1 day].
     """
+    return _announced(headers, wall_now, blocked_only=False)
+
+
+def cooldown_seconds(headers: Mapping[str, str], wall_now: float, default: float) -> float:
+    """:func:`announced_cooldown`, else ``default`` (clamped the same way)."""
+    seconds = announced_cooldown(headers, wall_now)
+    return _clamp(default) if seconds is None else seconds
+
+
+def announced_reset(headers: Mapping[str, str], wall_now: float) -> float | None:
+    """How long an exhausted account says it stays out, from its error's headers; None if it
+    does not say (the rule's ``cooldown``, else ``health.exhausted_recheck``, applies).
+
+    Only a limit the account reports as used up counts: ``retry-after``, a unified window whose
+    status is not ``allowed``, a per-kind limit with ``remaining: 0``. The reset of a limit that
+    still has room (every API response carries them) says nothing about credit. Clamped to
+    [1 s, 1 day]: a monthly quota is retried after a day, by one trial request.
+    """
+    return _announced(headers, wall_now, blocked_only=True)
+
+
+def _announced(headers: Mapping[str, str], wall_now: float, *, blocked_only: bool) -> float | None:
+    """``retry-after``, else the unified resets, else the per-kind resets: seconds from now."""
     view = {str(key).lower(): str(value) for key, value in headers.items()}
     header = view.get("retry-after")
     if header is not None:
@@ -142,13 +196,26 @@ def announced_cooldown(headers: Mapping[str, str], wall_now: float) -> float | N
         if seconds is not None:
             return _clamp(seconds)
     for reader in (_unified, _standard):
-        at = reader(view)
+        at = reader(view, blocked_only)
         if at is not None:
             return _clamp(at - wall_now)
     return None
 
 
-def cooldown_seconds(headers: Mapping[str, str], wall_now: float, default: float) -> float:
-    """:func:`announced_cooldown`, else ``default`` (clamped the same way)."""
-    seconds = announced_cooldown(headers, wall_now)
-    return _clamp(default) if seconds is None else seconds
+def rest_seconds(
+    outcome: Outcome, rule_cooldown: float | None, headers: Mapping[str, str], wall_now: float
+) -> float | None:
+    """How long a failed answer keeps the account out; None for the outcome's default.
+
+    ``exhausted``: the reset the account announced (:func:`announced_reset`), else the matched
+    rule's ``cooldown``. ``rate_limited``: the rule's ``cooldown``, else what the account
+    announced (:func:`announced_cooldown`). Other outcomes: None.
+    """
+    if outcome is Outcome.EXHAUSTED:
+        announced = announced_reset(headers, wall_now)
+        return rule_cooldown if announced is None else announced
+    if outcome is Outcome.RATE_LIMITED:
+        if rule_cooldown is not None:
+            return rule_cooldown
+        return announced_cooldown(headers, wall_now)
+    return None
