@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from proxyharness import cluster_config
 
@@ -58,3 +60,13 @@ def test_sticky_account_out_of_room_kept_when_no_other_has_room() -> None:
     assert pool.select({"a"}, 2.0, "s") is b  # never refused for headroom alone
     assert pool.select(set(), 700.0, "s") is a  # all reset: the session's account again
     assert pool.select({"a"}, 700.0, "s") is b and pool.full_members == 0  # cleared when seen
+
+
+def test_a_reloaded_headroom_min_judges_the_latest_limits_again() -> None:
+    pool = pool_of()
+    a = pool.members["a"]
+    pool.note_limits(a, quota(8), 0.0, WALL)  # 8% left: room at the default 5%
+    assert pool.full_members == 0
+    pool.apply(replace(pool.cluster, headroom_min=0.1), pool.health_settings, now=1.0)
+    pool.recheck(1.0, WALL + 1)
+    assert pool.full_members == 1 and pool.select(set(), 2.0) is pool.members["b"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from test_render_fit import rendered
 from qcc import wire
 from qcc.accounts.spend import Spend
 from qcc.cli.health import accounts_table
+from qcc.config.store import ConfigStore
 from qcc.fake_upstream import Behavior
 from qcc.proxy.usage import requested_model
 from qcc.usage.budget import next_day_start
@@ -192,3 +194,21 @@ async def test_an_unreadable_usage_store_does_not_stop_the_proxy(
     h = await make("a")
     assert (await h.client.post("/v1/messages", json=BODY)).status == 200
     assert any("cannot read past usage" in r.message for r in caplog.records)
+
+
+async def test_a_budget_lowered_by_a_reload_applies_at_once(
+    make: MakeHarness, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.toml"
+    h = await make("a", "b", config_path=path, behaviors={"a": Behavior(usage=MILLION_IN)})
+    assert (await h.client.post("/v1/messages", json=BODY)).status == 200  # $3.00 on a
+    with ConfigStore(path).edit() as doc:
+        doc["clusters"]["test"]["accounts"]["a"]["budget_daily_usd"] = 2.5
+    await wait_for(lambda: h.runtime.reloads == 1)
+    a = h.member("a")
+    assert a.health.state.value == "exhausted"
+    assert a.health.reason == "daily budget $2.50 reached ($3.00 spent)"
+    with ConfigStore(path).edit() as doc:  # raised again: the changed account is back
+        doc["clusters"]["test"]["accounts"]["a"]["budget_daily_usd"] = 10.0
+    await wait_for(lambda: h.runtime.reloads == 2)
+    assert a.health.state.value == "healthy"

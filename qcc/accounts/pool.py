@@ -265,6 +265,13 @@ class AccountPool:
             self.full_members += -1 if full is None else 1
         member.full_until = full
 
+    def recheck(self, now: float, wall_now: float) -> None:
+        """After a reload: limits judged again against ``headroom_min``, budgets against spend."""
+        for member in self.members.values():
+            if member.limits is not None:
+                self.note_limits(member, member.limits, now, wall_now)
+            self.check_budget(member, now, wall_now)
+
     def seed_usage(
         self,
         totals: Mapping[str, Mapping[str, Any]],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,7 +56,9 @@ class Runtime:
             self.ledger.recorder.set_prices(price_table(config.pricing))
         self.config = config  # timeouts are read from it by every attempt
         self.edge = EdgePolicy(config.proxy, self.listen_host)
-        self.pool.apply(cluster, config.health, now=asyncio.get_running_loop().time())
+        now = asyncio.get_running_loop().time()
+        self.pool.apply(cluster, config.health, now=now)
+        self.pool.recheck(now, time.time())  # a lowered budget or a new headroom_min
         self.reloads += 1
 
     def authorized(self, request: web.Request) -> bool:
