@@ -124,7 +124,7 @@ async def send(
     origin = client.route(RouteSettings(base_url, ca_file=ca_file))
     head = render_head(method, origin.prefix + path, origin.host_header, [*lines], len(body))
     deadline = client.loop.time() + within
-    return await client.request(origin, method, head, body, connect_timeout=1, deadline=deadline)
+    return await client.request(origin, method, head, body, connect_timeout=5, deadline=deadline)
 
 
 async def read_all(response: Response, within: float = 2.0) -> bytes:
