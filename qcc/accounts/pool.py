@@ -7,6 +7,12 @@ say about their limits (an account that announced it is out of room is skipped w
 room) and what they spent (a reached budget makes the account ``exhausted`` until the next local
 day or month). Everything here is synchronous and takes ``now`` (monotonic seconds) from the
 caller.
+
+Selection does not scan the accounts per request: what it may pick is kept in a
+:class:`~qcc.accounts.ready.Ready`, built again only when an account's state changed (every
+change here bumps ``_version``) or one comes back by itself (its ``expires``). The accounts out
+of room are watched at every pick (their resets); the picked account is checked once more, and
+one found changed behind the pool's back makes the pool look again.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from typing import Any
 
 from qcc.accounts import observe
 from qcc.accounts.member import Member
+from qcc.accounts.ready import Ready, build
 from qcc.config.model import Account, Cluster, HealthSettings
 from qcc.errors import CredentialError
 from qcc.health.state import AccountHealth, State, Transition
 from qcc.redact import scrub
 from qcc.routing.ratelimit import Limits, blocked_until
 from qcc.routing.sticky import StickyTable
-from qcc.routing.strategies import Candidate, Strategy, choose, make_strategy
+from qcc.routing.strategies import Candidate, Scorer, Strategy, choose, make_strategy
 from qcc.usage.budget import over_budget_until
 
 log = logging.getLogger("qcc.health")
@@ -61,6 +68,8 @@ class AccountPool:
         self.full_members = 0
         # Set when an account leaves rotation, so the health monitor reschedules its probes.
         self.out_of_rotation = asyncio.Event()
+        self._version = 0  # bumped by every change that can change what select may pick
+        self._ready = Ready()
         self.apply(cluster, health, now=now)
 
     # ---- configuration -------------------------------------------------------------------
@@ -101,6 +110,7 @@ class AccountPool:
         self.cluster = cluster
         self.health_settings = health
         self._resolve_credentials(members.values(), now)
+        self._version += 1
 
     def _resolve_credentials(self, members: Iterable[Member], now: float) -> None:
         for member in members:
@@ -119,27 +129,55 @@ class AccountPool:
         An account that announced it is (nearly) out of room is skipped while another one has
         room; when none has, they are chosen as if they had (never refused for headroom alone).
         """
-        members = self.members
         full: Member | None = None  # the session's account, when it said it is out of room
         if session is not None and self.cluster.sticky:
             name = self.sticky.get(session, now)
             if name is not None and name not in tried:
-                member = members.get(name)
+                member = self.members.get(name)
                 if member is not None and member.health.usable(now):
                     if not self.full_members or not self._full(member, now):
                         return member
                     full = member
-        scored = self.cluster.strategy == "least-latency"
-        candidates = [
-            Candidate(
-                m.name,
-                m.account.weight,
-                m.account.priority,
-                m.latency.score(now) if scored else 0.0,
-            )
-            for m in members.values()
-            if m.name not in tried and m.header is not None and m.health.usable(now)
-        ]
+        score = self._scorer(now) if self.cluster.strategy == "least-latency" else None
+        ready = self._view(now)
+        picked = self._pick(ready, tried, full, score, now)
+        if picked is not None and picked is not full and not self._still_fits(picked, ready, now):
+            self.invalidate()  # changed behind the pool's back: look again
+            picked = self._pick(self._view(now), tried, full, score, now)
+        return self._panic(tried, now) if picked is None else picked
+
+    def invalidate(self) -> None:
+        """Forget what selection prepared: for code that changed an account's state directly."""
+        self._version += 1
+
+    def _scorer(self, now: float) -> Scorer:
+        members = self.members
+
+        def score(c: Candidate) -> float:
+            return members[c.name].latency.score(now)
+
+        return score
+
+    def _pick(
+        self, ready: Ready, tried: set[str], full: Member | None, score: Scorer | None, now: float
+    ) -> Member | None:
+        """The pick; a first attempt's from the prepared tier, nothing scanned."""
+        if tried:
+            return self._pick_among(ready, tried, full, score, now)
+        if ready.tier is None:
+            return None
+        if ready.no_room and full is not None:
+            return full
+        if ready.only is not None:  # nothing to choose between
+            return ready.only
+        return self.members[self.strategy.pick_from(ready.tier, score).name]
+
+    def _pick_among(
+        self, ready: Ready, tried: set[str], full: Member | None, score: Scorer | None, now: float
+    ) -> Member | None:
+        """A retry's pick: the prepared accounts not tried yet (a list per retry)."""
+        members = self.members
+        candidates = [c for c in ready.candidates if c.name not in tried]
         if self.full_members and candidates:
             roomy = [c for c in candidates if not self._full(members[c.name], now)]
             if roomy:
@@ -148,10 +186,27 @@ class AccountPool:
                 return full
         if len(candidates) == 1:  # nothing to choose between
             return members[candidates[0].name]
-        picked = choose(self.strategy, candidates)
-        if picked is not None:
-            return members[picked.name]
-        return self._panic(tried, now)
+        picked = choose(self.strategy, candidates, score)
+        return None if picked is None else members[picked.name]
+
+    def _still_fits(self, member: Member, ready: Ready, now: float) -> bool:
+        """Whether the picked account is as the view says (usable; with room if it had)."""
+        if member.header is None or not member.health.usable(now):
+            return False
+        return ready.no_room or not self.full_members or not self._full(member, now)
+
+    def _view(self, now: float) -> Ready:
+        """The prepared view, built again if the pool changed or an account's wait ended."""
+        ready = self._ready
+        if ready.version == self._version and now < ready.expires:
+            for member in ready.full:
+                if not self._full(member, now):  # its reset passed: it has room again
+                    break
+            else:
+                return ready
+        full = self._full if self.full_members else None
+        self._ready = ready = build(self.members.values(), self._version, now, full)
+        return ready
 
     def _full(self, member: Member, now: float) -> bool:
         """Whether the account said it is (nearly) out of room until after ``now``."""
@@ -206,7 +261,10 @@ class AccountPool:
         stats.in_flight += 1
         member.last_used = now
         health = member.health
-        return health.state is _EXHAUSTED and health.begin_request(now)
+        if health.state is _EXHAUSTED and health.begin_request(now):
+            self._version += 1  # out of rotation while its trial is in flight
+            return True
+        return False
 
     def end(self, member: Member) -> None:
         member.stats.in_flight -= 1
@@ -216,12 +274,14 @@ class AccountPool:
         One that said nothing about the account's credit is released for the next request.
         Only the trial's own end may release it: another request ending never does."""
         member.health.end_request(now)
+        self._version += 1
 
     def reset(self, member: Member, now: float) -> Transition | None:
         """The user vouched for the account (``qcc account enable``): healthy at once, whatever
         it was out for (a disabled account stays disabled: its config says so)."""
         before = member.health.state
         member.health.reset(now, "reset by the user")
+        self._version += 1
         if member.health.state is before:
             return None
         change = member.health.transitions[-1]
@@ -232,13 +292,18 @@ class AccountPool:
         """A probe starts: half-open when the account is due; a no-op for idle probes."""
         member.health.begin_probe(now)
         member.last_used = now
+        self._version += 1
 
     def report(
         self, member: Member, observation: observe.Observation, now: float, wall_now: float
     ) -> Transition | None:
         """What traffic or a probe saw, applied by the one health decision; logged if the state
         changed, and the monitor woken if the account left rotation."""
+        health = member.health
+        state, until, trial = health.state, health.until, health.trial_since
         change = observe.report(member, observation, now, wall_now)
+        if health.state is not state or health.until != until or health.trial_since != trial:
+            self._version += 1  # a success of a healthy account (most requests) changes nothing
         if change is not None:
             level = logging.INFO if change.to_state is State.HEALTHY else logging.WARNING
             log.log(
@@ -263,6 +328,7 @@ class AccountPool:
         full = None if until is None else now + (until - wall_now)
         if (full is None) != (member.full_until is None):
             self.full_members += -1 if full is None else 1
+            self._version += 1  # a new reset time alone is seen by select (it watches them)
         member.full_until = full
 
     def recheck(self, now: float, wall_now: float) -> None:
@@ -315,6 +381,7 @@ class AccountPool:
             reason = f"monthly budget ${monthly or 0.0:.2f} reached (${spend.month:.2f} spent)"
         before = health.state
         health.record_exhausted(now, now + (until - wall_now), reason)
+        self._version += 1
         log.warning("account %s: %s -> %s (%s)", member.name, before, health.state, reason)
 
     # ---- views ---------------------------------------------------------------------------

@@ -11,6 +11,11 @@ the tier has weight 0 (and are then treated as weight 1). This holds for every s
     weighted        nginx's smooth weighted round-robin (deterministic)
     least-latency   power of two choices on LatencyScore.score (lower wins)
 
+A :class:`Tier` is one tier's serving candidates prepared once; the pool keeps one per state
+version and picks from it many times, so a pick builds no list: round-robin is a binary search
+over the names sorted once (O(log n)), least-latency two random draws whose scores are read at
+pick time (O(1)), priority O(1); weighted does nginx's O(n) arithmetic over the tier, in place.
+
 Strategies keep a little state between calls and are not thread-safe; the proxy runs them on
 its event loop only.
 """
@@ -18,7 +23,8 @@ its event loop only.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,10 +39,7 @@ class Candidate:
     score: float = 0.0  # least-latency score (LatencyScore.score), lower is better
 
 
-class Strategy(Protocol):
-    def pick(self, tier: Sequence[Candidate]) -> Candidate:
-        """One of ``tier``: non-empty, one priority, all usable."""
-        ...
+Scorer = Callable[[Candidate], float]  # a candidate's least-latency score, read at pick time
 
 
 def serving(tier: Sequence[Candidate]) -> Sequence[Candidate]:
@@ -45,11 +48,48 @@ def serving(tier: Sequence[Candidate]) -> Sequence[Candidate]:
     return active or tier
 
 
+class Tier:
+    """One priority tier's candidates that may serve (:func:`serving`), prepared once to be
+    picked from many times. ``pool`` keeps the given (config) order."""
+
+    __slots__ = ("_names", "_sorted", "pool", "standby")
+
+    def __init__(self, tier: Sequence[Candidate]) -> None:
+        self.pool = serving(tier)
+        self.standby = not self.pool or self.pool[0].weight <= 0  # all weight 0: count as 1
+        self._sorted: list[Candidate] | None = None
+        self._names: list[str] = []
+
+    def by_name(self) -> tuple[list[Candidate], list[str]]:
+        """The pool sorted by name, and the names alone (sorted on first use only)."""
+        if self._sorted is None:
+            self._sorted = sorted(self.pool, key=_name)
+            self._names = [c.name for c in self._sorted]
+        return self._sorted, self._names
+
+
+def _name(c: Candidate) -> str:
+    return c.name
+
+
+class Strategy(Protocol):
+    def pick(self, tier: Sequence[Candidate]) -> Candidate:
+        """One of ``tier``: non-empty, one priority, all usable."""
+        ...
+
+    def pick_from(self, tier: Tier, score: Scorer | None = None) -> Candidate:
+        """One of a prepared, non-empty ``tier``; ``score`` overrides ``Candidate.score``."""
+        ...
+
+
 class StrictPriority:
     """The first candidate in the given (config) order wins."""
 
     def pick(self, tier: Sequence[Candidate]) -> Candidate:
-        return serving(tier)[0]
+        return self.pick_from(Tier(tier))
+
+    def pick_from(self, tier: Tier, score: Scorer | None = None) -> Candidate:
+        return tier.pool[0]
 
 
 class RoundRobin:
@@ -62,19 +102,12 @@ class RoundRobin:
         self.last: str | None = None
 
     def pick(self, tier: Sequence[Candidate]) -> Candidate:
-        pool = serving(tier)
-        first = after = None
-        for c in pool:
-            if first is None or c.name < first.name:
-                first = c
-            if (
-                self.last is not None
-                and c.name > self.last
-                and (after is None or c.name < after.name)
-            ):
-                after = c
-        picked = after or first
-        assert picked is not None  # tier is non-empty
+        return self.pick_from(Tier(tier))
+
+    def pick_from(self, tier: Tier, score: Scorer | None = None) -> Candidate:
+        ordered, names = tier.by_name()
+        i = 0 if self.last is None else bisect_right(names, self.last)
+        picked = ordered[i] if i < len(ordered) else ordered[0]
         self.last = picked.name
         return picked
 
@@ -93,8 +126,10 @@ class SmoothWeighted:
         self.max_names = max_names
 
     def pick(self, tier: Sequence[Candidate]) -> Candidate:
-        pool = serving(tier)
-        standby = pool[0].weight <= 0
+        return self.pick_from(Tier(tier))
+
+    def pick_from(self, tier: Tier, score: Scorer | None = None) -> Candidate:
+        pool, standby = tier.pool, tier.standby
         current = self.current
         total = 0
         best: Candidate | None = None
@@ -125,12 +160,17 @@ class LeastLatency:
         self.rng = rng or random.Random()
 
     def pick(self, tier: Sequence[Candidate]) -> Candidate:
-        pool = serving(tier)
+        return self.pick_from(Tier(tier))
+
+    def pick_from(self, tier: Tier, score: Scorer | None = None) -> Candidate:
+        pool = tier.pool
         if len(pool) == 1:
             return pool[0]
         i, j = self.rng.sample(range(len(pool)), 2)
         a, b = pool[i], pool[j]
-        return b if b.score < a.score else a
+        if score is None:
+            return b if b.score < a.score else a
+        return b if score(b) < score(a) else a
 
 
 def make_strategy(name: str, rng: random.Random | None = None) -> Strategy:
@@ -146,10 +186,16 @@ def make_strategy(name: str, rng: random.Random | None = None) -> Strategy:
     raise ValueError(f"unknown strategy '{name}'; expected one of: {', '.join(STRATEGIES)}")
 
 
-def choose(strategy: Strategy, candidates: Sequence[Candidate]) -> Candidate | None:
+def best_tier(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates of the lowest ``priority`` number among ``candidates`` (non-empty)."""
+    best = min(c.priority for c in candidates)
+    return [c for c in candidates if c.priority == best]
+
+
+def choose(
+    strategy: Strategy, candidates: Sequence[Candidate], score: Scorer | None = None
+) -> Candidate | None:
     """The pick among the best priority tier of ``candidates`` (usable, not yet tried), or None."""
     if not candidates:
         return None
-    best = min(c.priority for c in candidates)
-    tier = [c for c in candidates if c.priority == best]
-    return strategy.pick(tier)
+    return strategy.pick_from(Tier(best_tier(candidates)), score)
