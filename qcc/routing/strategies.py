@@ -52,13 +52,15 @@ class Tier:
     """One priority tier's candidates that may serve (:func:`serving`), prepared once to be
     picked from many times. ``pool`` keeps the given (config) order."""
 
-    __slots__ = ("_names", "_sorted", "pool", "standby")
+    __slots__ = ("_names", "_sorted", "_weights", "pool", "standby", "total")
 
     def __init__(self, tier: Sequence[Candidate]) -> None:
         self.pool = serving(tier)
         self.standby = not self.pool or self.pool[0].weight <= 0  # all weight 0: count as 1
         self._sorted: list[Candidate] | None = None
         self._names: list[str] = []
+        self._weights: list[tuple[Candidate, str, int]] | None = None
+        self.total = 0  # the sum of the weights that count (set with ``weighted()``)
 
     def by_name(self) -> tuple[list[Candidate], list[str]]:
         """The pool sorted by name, and the names alone (sorted on first use only)."""
@@ -66,6 +68,13 @@ class Tier:
             self._sorted = sorted(self.pool, key=_name)
             self._names = [c.name for c in self._sorted]
         return self._sorted, self._names
+
+    def weighted(self) -> list[tuple[Candidate, str, int]]:
+        """Each candidate with its name and the weight that counts (1 for standby)."""
+        if self._weights is None:
+            self._weights = [(c, c.name, 1 if self.standby else c.weight) for c in self.pool]
+            self.total = sum(w for _, _, w in self._weights)
+        return self._weights
 
 
 def _name(c: Candidate) -> str:
@@ -129,22 +138,23 @@ class SmoothWeighted:
         return self.pick_from(Tier(tier))
 
     def pick_from(self, tier: Tier, score: Scorer | None = None) -> Candidate:
-        pool, standby = tier.pool, tier.standby
+        weighted = tier.weighted()
         current = self.current
-        total = 0
-        best: Candidate | None = None
-        best_value = 0
-        for c in pool:
-            weight = 1 if standby else c.weight
-            total += weight
-            value = current.get(c.name, 0) + weight
-            current[c.name] = value
-            if best is None or value > best_value or (value == best_value and c.name < best.name):
-                best, best_value = c, value
-        assert best is not None  # tier is non-empty
-        current[best.name] = best_value - total
+        get = current.get
+        best, best_name, best_value = weighted[0][0], "", None
+        for c, name, weight in weighted:  # O(n) arithmetic, nothing built
+            value = get(name, 0) + weight
+            current[name] = value
+            if (
+                best_value is None
+                or value > best_value
+                or (value == best_value and name < best_name)
+            ):
+                best, best_name, best_value = c, name, value
+        assert best_value is not None  # tier is non-empty
+        current[best_name] = best_value - tier.total
         if len(current) > self.max_names:
-            names = {c.name for c in pool}
+            names = {c.name for c in tier.pool}
             for name in [n for n in current if n not in names]:
                 del current[name]
         return best
