@@ -1,0 +1,242 @@
+"""Recent activity for the dashboard: small bounded rings, fed once per request.
+
+:func:`record` is called from the access line (``Exchange.log`` in :mod:`qcc.proxy.forward`) and
+costs O(1): a few counter increments in the current time bucket and one tuple appended to a
+``deque(maxlen=50)``. Nothing grows with traffic: :data:`BUCKETS` buckets of :data:`BUCKET`
+seconds (15 minutes) per account, and the last :data:`RECENT` request summaries.
+
+Reading (:meth:`Activity.series`, :meth:`Activity.recent_requests`) is O(accounts x buckets)
+and done at most once per dashboard refresh interval, whatever the number of open pages. A
+closed bucket's time-to-first-byte median is computed once and kept.
+
+What is kept of a request: time, account, status, outcome, the accounts that failed over with
+qcc's one-line reason (``HTTP 529 overloaded_error``), TTFB, duration and token counts. Never a
+body, a header or anything an account said.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from qcc.stats import LATENCY_BUCKETS
+
+if TYPE_CHECKING:
+    from qcc.proxy.forward import Exchange
+
+BUCKET = 5.0  # seconds per chart point
+BUCKETS = 180  # 15 minutes
+RECENT = 50  # rows of the last-requests table
+
+
+class AccountBucket:
+    """One account's requests in one time bucket; TTFB as a fixed histogram."""
+
+    __slots__ = ("p50", "requests", "ttfb")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.ttfb: list[int] | None = None  # counts per LATENCY_BUCKETS slot, made on first use
+        self.p50: float | None = None  # cached once the bucket is closed
+
+    def median(self) -> float | None:
+        counts = self.ttfb
+        if counts is None:
+            return None
+        total = sum(counts)
+        rank = total / 2
+        seen = 0
+        for i, n in enumerate(counts):
+            if n and seen + n >= rank:
+                lower = LATENCY_BUCKETS[i - 1] if i else 0.0
+                upper = LATENCY_BUCKETS[i] if i < len(LATENCY_BUCKETS) else lower * 2
+                return lower + (upper - lower) * ((rank - seen) / n)
+            seen += n
+        return None  # pragma: no cover - total > 0 always finds a slot
+
+
+class Slot:
+    """One bucket of the ring: which bucket number it holds now, and its counts."""
+
+    __slots__ = ("accounts", "epoch", "errors", "failovers", "settled")
+
+    def __init__(self) -> None:
+        self.epoch = -1
+        self.accounts: dict[str, AccountBucket] = {}
+        self.errors: Counter[str] = Counter()
+        self.failovers = 0
+        self.settled = False  # the medians of this (closed) bucket are cached
+
+    def reset(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.accounts = {}
+        self.errors = Counter()
+        self.failovers = 0
+        self.settled = False
+
+
+class Activity:
+    """The rings of one proxy. ``clock`` (wall seconds) is injectable for tests."""
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self.clock = clock
+        self.slots = [Slot() for _ in range(BUCKETS)]
+        self.recent: deque[tuple[Any, ...]] = deque(maxlen=RECENT)
+
+    def _slot(self, epoch: int) -> Slot:
+        slot = self.slots[epoch % BUCKETS]
+        if slot.epoch != epoch:
+            slot.reset(epoch)
+        return slot
+
+    def add(
+        self,
+        wall: float,
+        account: str | None,
+        status: int,
+        outcome: str,
+        failures: list[Any],
+        ttfb: float | None,
+        duration: float,
+        usage: dict[str, int],
+    ) -> None:
+        """Count one finished request (O(1) but for its failed attempts, at most one per
+        account)."""
+        slot = self._slot(int(wall // BUCKET))
+        if account is not None:
+            bucket = slot.accounts.get(account)
+            if bucket is None:
+                bucket = slot.accounts[account] = AccountBucket()
+            bucket.requests += 1
+            if ttfb is not None:
+                counts = bucket.ttfb
+                if counts is None:
+                    counts = bucket.ttfb = [0] * (len(LATENCY_BUCKETS) + 1)
+                counts[bisect.bisect_left(LATENCY_BUCKETS, ttfb)] += 1
+        if failures:
+            slot.failovers += len(failures)
+            for failure in failures:
+                slot.errors[str(failure.outcome)] += 1
+        if outcome != "ok" and outcome != "client_closed":
+            slot.errors[outcome] += 1  # broken, failed
+        elif status >= 400:
+            slot.errors["client_error"] += 1
+        self.recent.append((wall, account, status, outcome, failures, ttfb, duration, usage))
+
+    # ---- reading (once per refresh, shared by every open page) ------------------------------
+
+    def _window(self, now: float) -> list[tuple[int, Slot | None]]:
+        current = int(now // BUCKET)
+        out: list[tuple[int, Slot | None]] = []
+        for epoch in range(current - BUCKETS + 1, current + 1):
+            slot = self.slots[epoch % BUCKETS]
+            out.append((epoch, slot if slot.epoch == epoch else None))
+        return out
+
+    def series(self, names: list[str], now: float) -> dict[str, Any]:
+        """The 15-minute charts: per account requests/s and TTFB p50 (ms), errors by outcome."""
+        current = int(now // BUCKET)
+        window = self._window(now)
+        rate: dict[str, list[float]] = {n: [] for n in names}
+        p50: dict[str, list[float | None]] = {n: [] for n in names}
+        kinds: set[str] = set()
+        for _, slot in window:
+            if slot is not None:
+                kinds.update(slot.errors)
+        errors: dict[str, list[int]] = {k: [] for k in sorted(kinds)}
+        for epoch, slot in window:
+            closed = epoch < current
+            if slot is not None and closed and not slot.settled:
+                for closing in slot.accounts.values():
+                    closing.p50 = closing.median()
+                slot.settled = True
+            for name in names:
+                bucket = None if slot is None else slot.accounts.get(name)
+                if bucket is None:
+                    rate[name].append(0)
+                    p50[name].append(None)
+                    continue
+                rate[name].append(round(bucket.requests / BUCKET, 2))
+                median = bucket.p50 if closed else bucket.median()
+                p50[name].append(None if median is None else round(median * 1000, 1))
+            for kind, values in errors.items():
+                values.append(0 if slot is None else slot.errors.get(kind, 0))
+        return {
+            "bucket_s": BUCKET,
+            "end": (current + 1) * BUCKET,
+            "requests_per_s": rate,
+            "ttfb_p50_ms": p50,
+            "errors": errors,
+        }
+
+    def summary(self, now: float) -> dict[str, float | int]:
+        """Cluster requests/s (over the last full bucket and the current one) and failovers in
+        the last minute (to the bucket)."""
+        current = int(now // BUCKET)
+        slots = {epoch: slot for epoch, slot in self._window(now)[-13:] if slot is not None}
+
+        def requests(slot: Slot | None) -> int:
+            return 0 if slot is None else sum(b.requests for b in slot.accounts.values())
+
+        elapsed = BUCKET + (now - current * BUCKET)
+        rate = (requests(slots.get(current)) + requests(slots.get(current - 1))) / elapsed
+        return {
+            "requests_per_s": round(rate, 2),
+            "failovers_last_minute": sum(s.failovers for s in slots.values()),
+        }
+
+    def recent_requests(self) -> list[dict[str, Any]]:
+        """The last requests, newest first, as the dashboard's table shows them."""
+        rows = []
+        for wall, account, status, outcome, failures, ttfb, duration, usage in reversed(
+            self.recent
+        ):
+            get = usage.get
+            rows.append(
+                {
+                    "at": round(wall, 3),
+                    "account": account,
+                    "status": status,
+                    "outcome": outcome,
+                    "failovers": [
+                        {"account": f.account, "outcome": str(f.outcome), "reason": f.reason}
+                        for f in failures
+                    ],
+                    "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 1),
+                    "duration_ms": round(duration * 1000, 1),
+                    "input_tokens": get("input_tokens", 0),
+                    "output_tokens": get("output_tokens", 0),
+                    "cache_read_input_tokens": get("cache_read_input_tokens", 0),
+                    "cache_creation_input_tokens": get("cache_creation_input_tokens", 0),
+                }
+            )
+        return rows
+
+
+ACTIVITY_KEY = web.AppKey("qcc_activity", Activity)
+
+
+def record(
+    exchange: Exchange, account: str | None, status: int, outcome: str, duration: float
+) -> None:
+    """The access line's one call: count ``exchange`` in its app's rings (about a microsecond).
+
+    The exchange's ``failures`` list and ``usage`` dict are kept by reference: nothing changes
+    them after the access line.
+    """
+    first = exchange.first_byte
+    activity = exchange.request.app[ACTIVITY_KEY]
+    activity.add(
+        activity.clock(),
+        account,
+        status,
+        outcome,
+        exchange.failures,
+        None if first is None else first - exchange.started,
+        duration,
+        exchange.usage,
+    )

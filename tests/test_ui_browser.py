@@ -1,0 +1,230 @@
+"""The dashboard in a real browser: Debian's ``chromium`` driven by Playwright's async API, against
+a real proxy app with fake accounts on 127.0.0.1.
+
+Skipped (with the reason) only when ``/usr/bin/chromium`` or the ``playwright`` package is
+missing; ``playwright install`` is never needed. Screenshots go to ``$QCC_TEST_ARTIFACTS`` (else
+the test's temp dir); with ``QCC_UPDATE_DOCS_SCREENSHOT=1`` the 1280x800 one also replaces
+``docs/dashboard.png``.
+
+These tests are slower than the rest (a browser starts for each, about a second).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qcc.fake_upstream import Behavior
+from qcc.proxy.activity import ACTIVITY_KEY, BUCKET, BUCKETS
+from qcc.proxy.failed import Failure
+from qcc.routing.classify import Outcome
+from proxyharness import Harness, MakeHarness, harness_factory, wait_for
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS_PNG = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
+XSS = "<img src=x onerror=window.__xss=1>"
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)",
+        allow_module_level=True,
+    )
+if importlib.util.find_spec("playwright") is None:
+    pytest.skip(
+        "the playwright package is missing: pip install -e '.[test]'", allow_module_level=True
+    )
+
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect  # noqa: E402
+
+
+@pytest.fixture
+def make_harness(aiohttp_server: Any, aiohttp_client: Any) -> MakeHarness:
+    return harness_factory(aiohttp_server, aiohttp_client)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    where = os.environ.get("QCC_TEST_ARTIFACTS")
+    path = Path(where) if where else tmp_path
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def base(h: Harness) -> str:
+    return str(h.client.make_url("")).rstrip("/")
+
+
+async def open_page(
+    browser: Browser, h: Harness, width: int = 1280, height: int = 800
+) -> tuple[Page, list[str]]:
+    """A fresh page on the dashboard; the list collects console errors and page errors."""
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(f"console {message.type}: {message.text}")
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    await page.goto(base(h) + "/")  # a browser asking for / lands on /ui/
+    assert page.url == base(h) + "/ui/"
+    return page, problems
+
+
+async def traffic(h: Harness, n: int, stream: bool = False) -> None:
+    for _ in range(n):
+        response = await h.client.post(
+            "/v1/messages",
+            json={"model": "claude-sonnet-4-5", "max_tokens": 8, "stream": stream, "messages": []},
+        )
+        await response.read()
+
+
+def backfill(h: Harness, minutes: float = 15.0) -> None:
+    """History from before the test started, through the recorder's own entry point (so the
+    screenshots show full charts)."""
+    activity = h.app[ACTIVITY_KEY]
+    now = time.time()
+    names = list(h.runtime.pool.members)
+    steps = int(minutes * 60 / BUCKET)
+    for step in range(min(steps, BUCKETS - 1), 0, -1):
+        wall = now - step * BUCKET
+        for i, name in enumerate(names):
+            count = 2 + (step * (i + 3)) % 7 - i
+            for k in range(max(0, count)):
+                ttfb = 0.25 + 0.1 * i + 0.02 * ((step + k) % 9)
+                usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 9000}
+                fails = []
+                if (step + k) % 23 == 0:
+                    fails = [Failure(names[-1], Outcome.OVERLOADED, "HTTP 529 overloaded_error", 529)]
+                activity.add(wall, name, 200, "ok", fails, ttfb, ttfb + 1.5, usage)
+
+
+async def test_dashboard_shows_live_state_and_escapes_text(
+    make_harness: MakeHarness, browser: Browser, artifacts: Path, tmp_path: Path
+) -> None:
+    h = await make_harness(
+        "main", "backup", "spare", monitor=True, config_path=tmp_path / "config.toml"
+    )
+    backfill(h)
+    await traffic(h, 6)
+    await traffic(h, 2, stream=True)
+    page, problems = await open_page(browser, h)
+    main = page.locator("tr[data-account='main']")
+    await expect(main.locator(".badge")).to_have_text("healthy")
+    await expect(page.locator("#k-available")).to_have_text("3 / 3")
+    await expect(page.locator("#recent tbody tr").first).to_contain_text("main")
+    assert await page.locator("#c-rate svg rect").count() > 0
+
+    # The account starts failing with an error message that is markup: it shows as ejected,
+    # within 3 s, and its message renders as text.
+    fake = h.upstreams["main"]
+    fake.name = XSS  # the fake puts its name in its error messages
+    fake.behavior = Behavior(mode="status", status=500)
+    flipped = time.monotonic()
+    await traffic(h, h.runtime.config.health.failure_threshold)
+    assert h.member("main").health.state.value == "ejected"
+    await expect(main.locator(".badge")).to_have_text("ejected", timeout=3000)
+    assert time.monotonic() - flipped < 3.0
+    await expect(main.locator(".until")).to_contain_text("in ")
+    await expect(main.locator(".lasterror")).to_contain_text(XSS)
+    await expect(page.locator("#recent tbody tr").first).to_contain_text("main: HTTP 500")
+    assert await page.locator("img").count() == 0
+    assert await page.evaluate("window.__xss") is None
+    await expect(page.locator("#k-available")).to_have_text("2 / 3")
+
+    await page.screenshot(path=str(artifacts / "dashboard-1280x800.png"))
+    if os.environ.get("QCC_UPDATE_DOCS_SCREENSHOT") == "1":
+        DOCS_PNG.parent.mkdir(exist_ok=True)
+        shutil.copyfile(artifacts / "dashboard-1280x800.png", DOCS_PNG)
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await expect(main.locator(".badge")).to_be_visible()
+    await page.wait_for_timeout(300)  # the charts redraw for the new width
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the page scrolls sideways at 390 px ({width} px wide)"
+    chart = await page.evaluate("document.querySelector('#c-rate svg').getAttribute('width')")
+    assert int(chart) < 390
+    await page.screenshot(path=str(artifacts / "dashboard-390.png"))
+    await page.screenshot(path=str(artifacts / "dashboard-390-full.png"), full_page=True)
+    assert problems == []
+
+
+async def test_disable_from_the_page_writes_config_and_moves_traffic(
+    make_harness: MakeHarness, browser: Browser, tmp_path: Path
+) -> None:
+    config_path = tmp_path / "config.toml"
+    h = await make_harness("main", "backup", config_path=config_path)
+    page, problems = await open_page(browser, h)
+    main = page.locator("tr[data-account='main']")
+    await expect(main.locator(".badge")).to_have_text("healthy")
+    await main.get_by_role("button", name="Disable").click()
+    await wait_for(lambda: "enabled = false" in config_path.read_text())
+    await expect(main.locator(".badge")).to_have_text("disabled", timeout=3000)
+    before = len(h.upstreams["main"].requests)
+    await traffic(h, 3)
+    assert len(h.upstreams["main"].requests) == before
+    assert len(h.upstreams["backup"].requests) >= 3
+
+    await main.get_by_role("button", name="Enable").click()
+    await wait_for(lambda: "enabled = true" in config_path.read_text())
+    await expect(main.locator(".badge")).to_have_text("healthy", timeout=3000)
+    await traffic(h, 1)
+    assert len(h.upstreams["main"].requests) == before + 1
+    assert problems == []
+
+
+async def test_access_key_is_asked_once_and_a_wrong_one_is_refused(
+    make_harness: MakeHarness, browser: Browser
+) -> None:
+    key = "qcc-dashboard-test-key-0123456789"
+    h = await make_harness("main", extra={"proxy": {"access_key": key}})
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(base(h) + "/ui/")
+    await expect(page.locator("#key")).to_be_visible()
+    await expect(page.locator("#main")).to_be_hidden()
+
+    await page.fill("#key", "not-the-key")
+    await page.click("#keyform button")
+    await expect(page.locator("#keyerror")).to_contain_text("refused")
+    await expect(page.locator("#main")).to_be_hidden()
+
+    await page.fill("#key", key)
+    await page.click("#keyform button")
+    await expect(page.locator("tr[data-account='main'] .badge")).to_have_text("healthy")
+    assert key not in page.url
+    assert await page.context.cookies() == []
+    assert await page.evaluate("sessionStorage.getItem('qcc.access_key')") == key
+
+    await page.reload()  # asked once: the tab keeps it
+    await expect(page.locator("tr[data-account='main'] .badge")).to_have_text("healthy")
+    await expect(page.locator("#key")).to_be_hidden()
+    assert errors == []
