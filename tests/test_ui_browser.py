@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proxyharness import Harness, MakeHarness, harness_factory, wait_for
 
 from qcc.fake_upstream import Behavior
 from qcc.proxy.activity import ACTIVITY_KEY, BUCKET, BUCKETS
 from qcc.proxy.failed import Failure
 from qcc.routing.classify import Outcome
-from proxyharness import Harness, MakeHarness, harness_factory, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -120,10 +120,16 @@ def backfill(h: Harness, minutes: float = 15.0) -> None:
             count = 2 + (step * (i + 3)) % 7 - i
             for k in range(max(0, count)):
                 ttfb = 0.25 + 0.1 * i + 0.02 * ((step + k) % 9)
-                usage = {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 9000}
+                usage = {
+                    "input_tokens": 1200,
+                    "output_tokens": 300,
+                    "cache_read_input_tokens": 9000,
+                }
                 fails = []
                 if (step + k) % 23 == 0:
-                    fails = [Failure(names[-1], Outcome.OVERLOADED, "HTTP 529 overloaded_error", 529)]
+                    fails = [
+                        Failure(names[-1], Outcome.OVERLOADED, "HTTP 529 overloaded_error", 529)
+                    ]
                 activity.add(wall, name, 200, "ok", fails, ttfb, ttfb + 1.5, usage)
 
 

@@ -85,6 +85,7 @@ class Activity:
     def __init__(self, clock: Any = time.time) -> None:
         self.clock = clock
         self.slots = [Slot() for _ in range(BUCKETS)]
+        self.current = self.slots[0]  # the slot last written
         self.recent: deque[tuple[Any, ...]] = deque(maxlen=RECENT)
 
     def _slot(self, epoch: int) -> Slot:
@@ -106,7 +107,10 @@ class Activity:
     ) -> None:
         """Count one finished request (O(1) but for its failed attempts, at most one per
         account)."""
-        slot = self._slot(int(wall // BUCKET))
+        epoch = int(wall // BUCKET)
+        slot = self.current
+        if slot.epoch != epoch:
+            slot = self.current = self._slot(epoch)
         if account is not None:
             bucket = slot.accounts.get(account)
             if bucket is None:
@@ -121,10 +125,11 @@ class Activity:
             slot.failovers += len(failures)
             for failure in failures:
                 slot.errors[str(failure.outcome)] += 1
-        if outcome != "ok" and outcome != "client_closed":
+        if outcome == "ok":
+            if status >= 400:
+                slot.errors["client_error"] += 1  # passed through: the request was at fault
+        elif outcome != "client_closed":
             slot.errors[outcome] += 1  # broken, failed
-        elif status >= 400:
-            slot.errors["client_error"] += 1
         self.recent.append((wall, account, status, outcome, failures, ttfb, duration, usage))
 
     # ---- reading (once per refresh, shared by every open page) ------------------------------

@@ -121,7 +121,7 @@ def _refused(request: web.Request) -> web.StreamResponse:
 
 
 async def redirect_to_ui(request: web.Request) -> web.StreamResponse:
-    return _secured(web.HTTPFound("/ui/"))
+    raise web.HTTPFound("/ui/", headers=SECURITY_HEADERS)
 
 
 async def page(request: web.Request) -> web.StreamResponse:
