@@ -133,6 +133,15 @@ def backfill(h: Harness, minutes: float = 15.0) -> None:
                 activity.add(wall, name, 200, "ok", fails, ttfb, ttfb + 1.5, usage)
 
 
+async def boxes(page: Page) -> list[tuple[float, float]]:
+    """Top and height of every account row and of each section: what must not jump."""
+    found = await page.evaluate(
+        """() => [...document.querySelectorAll('#accounts tbody tr, main > section')]
+            .map((e) => { const r = e.getBoundingClientRect(); return [r.top, r.height]; })"""
+    )
+    return [(round(top, 1), round(height, 1)) for top, height in found]
+
+
 async def test_dashboard_shows_live_state_and_escapes_text(
     make_harness: MakeHarness, browser: Browser, artifacts: Path, tmp_path: Path
 ) -> None:
@@ -149,27 +158,38 @@ async def test_dashboard_shows_live_state_and_escapes_text(
     await expect(page.locator("#recent tbody tr").first).to_contain_text("main")
     assert await page.locator("#c-rate svg rect").count() > 0
 
-    # The account starts failing with an error message that is markup: it shows as ejected,
-    # within 3 s, and its message renders as text.
-    fake = h.upstreams["main"]
-    fake.name = XSS  # the fake puts its name in its error messages
-    fake.behavior = Behavior(mode="status", status=500)
+    # Nothing jumps as numbers grow.
+    before = await boxes(page)
+    await traffic(h, 120)
+    await expect(main.locator("td").nth(3)).to_have_text("128")
+    assert await boxes(page) == before
+
+    # An account starts failing: it shows as ejected, with its countdown, within 3 s.
+    h.upstreams["main"].behavior = Behavior(mode="status", status=529)
     flipped = time.monotonic()
     await traffic(h, h.runtime.config.health.failure_threshold)
     assert h.member("main").health.state.value == "ejected"
     await expect(main.locator(".badge")).to_have_text("ejected", timeout=3000)
     assert time.monotonic() - flipped < 3.0
     await expect(main.locator(".until")).to_contain_text("in ")
-    await expect(main.locator(".lasterror")).to_contain_text(XSS)
-    await expect(page.locator("#recent tbody tr").first).to_contain_text("main: HTTP 500")
-    assert await page.locator("img").count() == 0
-    assert await page.evaluate("window.__xss") is None
     await expect(page.locator("#k-available")).to_have_text("2 / 3")
-
+    await expect(page.locator("#recent tbody tr").first).to_contain_text("main: HTTP 529")
     await page.screenshot(path=str(artifacts / "dashboard-1280x800.png"))
     if os.environ.get("QCC_UPDATE_DOCS_SCREENSHOT") == "1":
         DOCS_PNG.parent.mkdir(exist_ok=True)
         shutil.copyfile(artifacts / "dashboard-1280x800.png", DOCS_PNG)
+
+    # An account's error message that is markup renders as text (account names cannot carry
+    # it: config validation allows [A-Za-z0-9_-] only; last_error carries what accounts say).
+    backup = page.locator("tr[data-account='backup']")
+    fake = h.upstreams["backup"]
+    fake.name = XSS  # the fake puts its name in its error messages
+    fake.behavior = Behavior(mode="status", status=500)
+    await traffic(h, 1)
+    await expect(backup.locator(".lasterror")).to_contain_text(XSS)
+    assert await page.locator("img").count() == 0
+    assert await page.evaluate("window.__xss") is None
+
     await page.set_viewport_size({"width": 390, "height": 844})
     await expect(main.locator(".badge")).to_be_visible()
     await page.wait_for_timeout(300)  # the charts redraw for the new width
@@ -179,6 +199,59 @@ async def test_dashboard_shows_live_state_and_escapes_text(
     assert int(chart) < 390
     await page.screenshot(path=str(artifacts / "dashboard-390.png"))
     await page.screenshot(path=str(artifacts / "dashboard-390-full.png"), full_page=True)
+    assert problems == []
+
+
+async def test_dark_scheme_and_fields_of_newer_proxies(
+    make_harness: MakeHarness, browser: Browser, artifacts: Path
+) -> None:
+    """Headroom, spend and the last matched rule are shown when the proxy sends them (newer
+    proxies do; the page is served the real document with those fields added)."""
+    h = await make_harness("main", "backup")
+    await traffic(h, 3)
+
+    async def with_fields(route: Any) -> None:
+        response = await route.fetch()
+        doc = await response.json()
+        for acc in doc["accounts"]:
+            acc |= {
+                "headroom": 0.42 if acc["name"] == "main" else 0.05,
+                "spend_today_usd": 1.5,
+                "spend_month_usd": 12.25,
+                "budget_daily_usd": 20.0,
+                "last_rule": "built-in: credit-balance",
+            }
+        await route.fulfill(response=response, json=doc)
+
+    context = await browser.new_context(
+        color_scheme="dark", viewport={"width": 1280, "height": 800}
+    )
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    await page.route("**/ui/state", with_fields)
+    await page.goto(base(h) + "/ui/")
+    main = page.locator("tr[data-account='main']")
+    await expect(main.locator("td.headroom")).to_have_text("42%")
+    await expect(page.locator("tr[data-account='backup'] td.headroom")).to_have_class(
+        "headroom low"
+    )
+    await expect(main.locator("td.spend")).to_have_text("$1.50 / $20.00")
+    assert await main.locator("td.spend").get_attribute("title") == (
+        "today $1.50 / $20.00, this month $12.25"
+    )
+    await expect(main.locator(".rule")).to_have_text("rule: built-in: credit-balance")
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(15, 18, 22)"  # the dark palette
+    await page.screenshot(path=str(artifacts / "dashboard-dark-1280x800.png"))
+    await context.close()
+
+    # Without those fields the columns are not shown at all.
+    page, problems = await open_page(browser, h)
+    await expect(page.locator("tr[data-account='main'] .badge")).to_have_text("healthy")
+    assert not await page.locator("th.headroom").is_visible()
+    assert not await page.locator("th.spend").is_visible()
+    assert not await page.locator("tr[data-account='main'] .rule").is_visible()
     assert problems == []
 
 

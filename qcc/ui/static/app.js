@@ -15,7 +15,8 @@
   let received = 0; // Date.now() when the last document arrived
   let last = null; // the last document
   const rows = new Map(); // account name -> row elements
-  const colours = new Map(); // series name -> palette index, stable for the page's life
+  const colours = new Map(); // account -> palette index, stable for the page's life
+  const errorColours = new Map(); // error kind -> palette index, counted from the other end
 
   const $ = (id) => document.getElementById(id);
 
@@ -87,31 +88,38 @@
     return "s" + colours.get(name);
   }
 
+  function errorColour(kind) {
+    if (!errorColours.has(kind)) errorColours.set(kind, PALETTE - 1 - (errorColours.size % PALETTE));
+    return "s" + errorColours.get(kind);
+  }
+
   // ---- optional fields (added by newer proxies; shown when present) --------------------------
 
   function headroom(acc) {
     const h = acc.headroom;
     if (typeof h === "number") return pct(h);
-    if (h && typeof h === "object") {
-      const parts = [];
-      for (const [kind, value] of Object.entries(h)) {
-        if (typeof value === "number") parts.push(kind + " " + pct(value));
-      }
-      return parts.length ? parts.join(", ") : "–";
-    }
     return "–";
   }
 
+  function money(value) {
+    return "$" + value.toFixed(2);
+  }
+
   function spend(acc) {
-    const candidates = [acc.spend_today_usd, acc.spend && acc.spend.today_usd, acc.spend_usd, acc.cost_usd];
-    for (const value of candidates) {
-      if (typeof value === "number") {
-        const budget = acc.budget_daily_usd !== undefined ? acc.budget_daily_usd : acc.budget && acc.budget.daily_usd;
-        const money = "$" + value.toFixed(2);
-        return typeof budget === "number" ? money + " / $" + budget.toFixed(0) : money;
-      }
+    const today = acc.spend_today_usd;
+    if (typeof today !== "number") return "–";
+    const budget = acc.budget_daily_usd;
+    return typeof budget === "number" ? money(today) + " / " + money(budget) : money(today);
+  }
+
+  function spendDetail(acc) {
+    const parts = [];
+    if (typeof acc.spend_today_usd === "number") parts.push("today " + spend(acc));
+    if (typeof acc.spend_month_usd === "number") {
+      const budget = acc.budget_monthly_usd;
+      parts.push("this month " + money(acc.spend_month_usd) + (typeof budget === "number" ? " / " + money(budget) : ""));
     }
-    return "–";
+    return parts.join(", ");
   }
 
   // ---- fetching ----------------------------------------------------------------------------
@@ -238,6 +246,7 @@
     const stateCell = add("state", "state");
     cells.badge = stateCell.appendChild(el("span", "badge"));
     cells.reason = stateCell.appendChild(el("div", "reason"));
+    cells.rule = stateCell.appendChild(el("div", "reason rule"));
     cells.error = stateCell.appendChild(el("div", "lasterror"));
     cells.until = add("until", "n until");
     for (const k of ["requests", "failures", "in_flight", "p50", "p95", "tokens", "cache", "share"]) add(k, "n");
@@ -281,6 +290,8 @@
       c.badge.className = "badge st-" + state;
       row.tr.className = "st-row-" + state;
       setText(c.reason, acc.reason || "");
+      setText(c.rule, acc.last_rule ? "rule: " + acc.last_rule : "");
+      c.rule.hidden = !acc.last_rule;
       setText(c.error, acc.last_error ? "last error: " + acc.last_error : "");
       c.error.title = acc.last_error || "";
       const until = typeof acc.until === "number" && COUNTDOWN.has(acc.state) ? acc.until - now : null;
@@ -296,6 +307,8 @@
       setText(c.share, pct(acc.cache_read_share));
       setText(c.headroom, headroom(acc));
       setText(c.spend, spend(acc));
+      c.spend.title = spendDetail(acc);
+      c.headroom.classList.toggle("low", typeof acc.headroom === "number" && acc.headroom < 0.1);
       const disabled = acc.state === "disabled" || acc.enabled === false;
       c.toggle.dataset.action = disabled ? "enable" : "disable";
       setText(c.toggle, disabled ? "Enable" : "Disable");
@@ -373,7 +386,8 @@
       const y = PAD.t + plotH * (1 - f);
       root.appendChild(svg("line", { x1: PAD.l, x2: W - PAD.r, y1: y, y2: y, class: "grid" }));
       const label = svg("text", { x: PAD.l - 4, y: y + 3, class: "tick", "text-anchor": "end" });
-      label.textContent = (maxY * f >= 10 ? Math.round(maxY * f) : +(maxY * f).toFixed(1)) + (f === 1 ? unit : "");
+      const v = maxY * f;
+      label.textContent = (Number.isInteger(v) ? String(v) : v.toFixed(1)) + (f === 1 ? unit : "");
       root.appendChild(label);
     }
     for (const minutesAgo of [15, 10, 5, 0]) {
@@ -397,7 +411,7 @@
     W = Math.max(200, Math.floor(target.clientWidth || 600));
   }
 
-  function stacked(target, seriesByName, n, end, bucket, unit) {
+  function stacked(target, seriesByName, n, end, bucket, unit, paint) {
     measure(target);
     const names = Object.keys(seriesByName);
     const totals = new Array(n).fill(0);
@@ -407,7 +421,7 @@
     const base = new Array(n).fill(0);
     const w = Math.max(1, (W - PAD.l - PAD.r) / n - 0.6);
     for (const name of names) {
-      const g = svg("g", { class: "series " + colour(name) });
+      const g = svg("g", { class: "series " + paint(name) });
       seriesByName[name].forEach((v, i) => {
         if (!v) return;
         const y0 = yAt(base[i], maxY);
@@ -448,18 +462,22 @@
     if (key === drawn) return;
     drawn = key;
     const n = Math.max(1, ...Object.values(s.requests_per_s).map((v) => v.length), ...Object.values(s.errors).map((v) => v.length));
-    stacked($("c-rate"), s.requests_per_s, n, s.end, s.bucket_s, "/s");
+    stacked($("c-rate"), s.requests_per_s, n, s.end, s.bucket_s, "/s", colour);
     lines($("c-ttfb"), s.ttfb_p50_ms, n, s.end, s.bucket_s);
-    stacked($("c-errors"), s.errors, n, s.end, s.bucket_s, "");
-    const legend = $("legend");
-    const items = [];
-    for (const name of [...Object.keys(s.requests_per_s), ...Object.keys(s.errors)]) {
+    stacked($("c-errors"), s.errors, n, s.end, s.bucket_s, "", errorColour);
+    legend($("legend"), Object.keys(s.requests_per_s), colour, "no accounts");
+    legend($("legend-errors"), Object.keys(s.errors), errorColour, "no errors in 15 min");
+  }
+
+  function legend(target, names, paint, none) {
+    const items = names.map((name) => {
       const item = el("span", "item");
-      item.appendChild(el("span", "swatch " + colour(name)));
+      item.appendChild(el("span", "swatch " + paint(name)));
       item.appendChild(el("span", "", name));
-      items.push(item);
-    }
-    legend.replaceChildren(...items);
+      return item;
+    });
+    if (!items.length) items.push(el("span", "item", none));
+    target.replaceChildren(...items);
   }
 
   // ---- start -------------------------------------------------------------------------------
