@@ -22,10 +22,10 @@ def test_requests_per_second_and_p50_per_bucket_and_account() -> None:
         ok(activity, T0 + i * 0.1, "a", ttfb=0.2)
     ok(activity, T0 + 1, "b", ttfb=2.0)
     series = activity.series(["a", "b"], T0 + BUCKET + 1)
-    assert len(series["requests_per_s"]["a"]) == BUCKETS
-    assert series["requests_per_s"]["a"][-2] == 10 / BUCKET
-    assert series["requests_per_s"]["b"][-2] == 1 / BUCKET
-    assert series["requests_per_s"]["a"][-1] == 0
+    assert len(series["requests"]["a"]) == BUCKETS
+    assert series["requests"]["a"][-2] == 10
+    assert series["requests"]["b"][-2] == 1
+    assert series["requests"]["a"][-1] == 0
     p50 = series["ttfb_p50_ms"]["a"][-2]
     assert p50 is not None and 100 <= p50 <= 250  # inside the 0.1-0.25 s histogram bucket
     assert series["ttfb_p50_ms"]["a"][-1] is None
@@ -50,14 +50,33 @@ def test_errors_by_outcome_and_failovers_in_the_last_minute() -> None:
     assert activity.summary(T0 + 4 + 70)["failovers_last_minute"] == 0
 
 
+def test_closed_buckets_are_built_once_and_the_current_one_is_live() -> None:
+    activity = Activity()
+    ok(activity, T0 + 1, "a", ttfb=0.2)
+    first = activity.series(["a"], T0 + 2)
+    assert first["requests"]["a"][-1] == 1
+    ok(activity, T0 + 3, "a", ttfb=0.2)
+    activity.add(T0 + 3, "a", 200, "broken", [], 0.2, 1.0, {})  # a kind new in this bucket
+    second = activity.series(["a"], T0 + 4)
+    assert second["requests"]["a"][-1] == 3
+    assert second["errors"] == {"broken": [0] * (BUCKETS - 1) + [1]}
+    third = activity.series(["a"], T0 + BUCKET + 1)  # the bucket closed
+    assert third["requests"]["a"][-2:] == [3, 0]
+    assert third["errors"]["broken"][-2:] == [1, 0]
+    assert third["ttfb_p50_ms"]["a"][-2] is not None
+    assert len(third["requests"]["a"]) == len(third["errors"]["broken"]) == BUCKETS
+    fourth = activity.series(["a", "b"], T0 + BUCKET + 1)  # an account added by a reload
+    assert fourth["requests"]["b"] == [0] * BUCKETS
+
+
 def test_the_ring_forgets_what_is_older_than_15_minutes() -> None:
     activity = Activity()
     ok(activity, T0)
     later = T0 + BUCKETS * BUCKET  # the same slot, one lap later
     ok(activity, later, "b")
     series = activity.series(["a", "b"], later)
-    assert sum(series["requests_per_s"]["a"]) == 0
-    assert series["requests_per_s"]["b"][-1] == 1 / BUCKET
+    assert sum(series["requests"]["a"]) == 0
+    assert series["requests"]["b"][-1] == 1
     assert len(activity.slots) == BUCKETS
 
 
@@ -95,4 +114,4 @@ def test_recording_costs_about_a_microsecond() -> None:
     per_call = (time.perf_counter() - start) / n
     assert per_call < 20e-6, per_call  # generous bound for a loaded CI machine
     series = activity.series(["a"], wall)
-    assert sum(series["requests_per_s"]["a"]) * BUCKET == n
+    assert sum(series["requests"]["a"]) == n

@@ -102,7 +102,8 @@ async def test_state_document_has_what_the_page_shows_and_no_secret(
     backup = {a["name"]: a for a in doc["accounts"]}["backup"]
     assert backup["requests"] == 3 and backup["p95_ms"] is not None
     series = doc["series"]
-    assert len(series["requests_per_s"]["backup"]) == 180
+    assert len(series["requests"]["backup"]) == 180
+    assert sum(series["requests"]["backup"]) == 3
     assert sum(series["errors"]["overloaded"]) == 3
     recent = doc["recent"]
     assert len(recent) == 3

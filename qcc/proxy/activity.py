@@ -5,9 +5,11 @@ costs O(1): a few counter increments in the current time bucket and one tuple ap
 ``deque(maxlen=50)``. Nothing grows with traffic: :data:`BUCKETS` buckets of :data:`BUCKET`
 seconds (15 minutes) per account, and the last :data:`RECENT` request summaries.
 
-Reading (:meth:`Activity.series`, :meth:`Activity.recent_requests`) is O(accounts x buckets)
-and done at most once per dashboard refresh interval, whatever the number of open pages. A
-closed bucket's time-to-first-byte median is computed once and kept.
+Reading (:meth:`Activity.series`, :meth:`Activity.recent_requests`) is done at most once per
+dashboard refresh interval, whatever the number of open pages: O(accounts x buckets) list
+copies, plus the closed buckets' columns once per bucket (a bucket's TTFB median is computed
+once in its life). A request stamped into an already closed bucket (the wall clock stepped
+back) shows from the next bucket on.
 
 What is kept of a request: time, account, status, outcome, the accounts that failed over with
 qcc's one-line reason (``HTTP 529 overloaded_error``), TTFB, duration and token counts. Never a
@@ -79,6 +81,13 @@ class Slot:
         self.settled = False
 
 
+_Columns = tuple[dict[str, list[int]], dict[str, list[int | None]], dict[str, list[int]]]
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else round(seconds * 1000)
+
+
 class Activity:
     """The rings of one proxy. ``clock`` (wall seconds) is injectable for tests."""
 
@@ -86,6 +95,8 @@ class Activity:
         self.clock = clock
         self.slots = [Slot() for _ in range(BUCKETS)]
         self.current = self.slots[0]  # the slot last written
+        self._closed_key: tuple[tuple[str, ...], int] | None = None
+        self._closed: _Columns = ({}, {}, {})
         self.recent: deque[tuple[Any, ...]] = deque(maxlen=RECENT)
 
     def _slot(self, epoch: int) -> Slot:
@@ -143,40 +154,66 @@ class Activity:
         return out
 
     def series(self, names: list[str], now: float) -> dict[str, Any]:
-        """The 15-minute charts: per account requests/s and TTFB p50 (ms), errors by outcome."""
+        """The 15-minute charts, one value per bucket, oldest first: per account the requests
+        (a count; the page divides by ``bucket_s``) and the TTFB p50 in ms (None: no sample),
+        and errors by outcome (counts).
+
+        The closed buckets' part is built once per bucket (every ``BUCKET`` seconds); each call
+        copies it and adds the current bucket's column.
+        """
         current = int(now // BUCKET)
-        window = self._window(now)
-        rate: dict[str, list[float]] = {n: [] for n in names}
-        p50: dict[str, list[float | None]] = {n: [] for n in names}
-        kinds: set[str] = set()
-        for _, slot in window:
-            if slot is not None:
-                kinds.update(slot.errors)
-        errors: dict[str, list[int]] = {k: [] for k in sorted(kinds)}
-        for epoch, slot in window:
-            closed = epoch < current
-            if slot is not None and closed and not slot.settled:
-                for closing in slot.accounts.values():
-                    closing.p50 = closing.median()
-                slot.settled = True
-            for name in names:
-                bucket = None if slot is None else slot.accounts.get(name)
-                if bucket is None:
-                    rate[name].append(0)
-                    p50[name].append(None)
-                    continue
-                rate[name].append(round(bucket.requests / BUCKET, 2))
-                median = bucket.p50 if closed else bucket.median()
-                p50[name].append(None if median is None else round(median * 1000, 1))
-            for kind, values in errors.items():
-                values.append(0 if slot is None else slot.errors.get(kind, 0))
+        key = (tuple(names), current)
+        if self._closed_key != key:
+            self._closed = self._closed_part(names, current)
+            self._closed_key = key
+        requests, p50, errors = self._closed
+        slot = self.slots[current % BUCKETS]
+        live = slot if slot.epoch == current else None
+        out_requests: dict[str, list[int]] = {}
+        out_p50: dict[str, list[int | None]] = {}
+        for name in names:
+            bucket = None if live is None else live.accounts.get(name)
+            out_requests[name] = [*requests[name], 0 if bucket is None else bucket.requests]
+            out_p50[name] = [*p50[name], None if bucket is None else _ms(bucket.median())]
+        kinds = set(errors) | (set() if live is None else set(live.errors))
+        out_errors: dict[str, list[int]] = {}
+        for kind in sorted(kinds):
+            before = errors.get(kind) or [0] * (BUCKETS - 1)
+            out_errors[kind] = [*before, 0 if live is None else live.errors.get(kind, 0)]
         return {
             "bucket_s": BUCKET,
             "end": (current + 1) * BUCKET,
-            "requests_per_s": rate,
-            "ttfb_p50_ms": p50,
-            "errors": errors,
+            "requests": out_requests,
+            "ttfb_p50_ms": out_p50,
+            "errors": out_errors,
         }
+
+    def _closed_part(self, names: list[str], current: int) -> _Columns:
+        """The series of the BUCKETS - 1 closed buckets before ``current``."""
+        requests: dict[str, list[int]] = {n: [] for n in names}
+        p50: dict[str, list[int | None]] = {n: [] for n in names}
+        window: list[Slot | None] = []
+        kinds: set[str] = set()
+        for epoch in range(current - BUCKETS + 1, current):
+            slot = self.slots[epoch % BUCKETS]
+            if slot.epoch != epoch:
+                window.append(None)
+                continue
+            window.append(slot)
+            kinds.update(slot.errors)
+            if not slot.settled:  # each closed bucket's medians are computed once
+                for closing in slot.accounts.values():
+                    closing.p50 = closing.median()
+                slot.settled = True
+        errors: dict[str, list[int]] = {k: [] for k in kinds}
+        for held in window:
+            for name in names:
+                bucket = None if held is None else held.accounts.get(name)
+                requests[name].append(0 if bucket is None else bucket.requests)
+                p50[name].append(None if bucket is None else _ms(bucket.p50))
+            for kind, values in errors.items():
+                values.append(0 if held is None else held.errors.get(kind, 0))
+        return requests, p50, errors
 
     def summary(self, now: float) -> dict[str, float | int]:
         """Cluster requests/s (over the last full bucket and the current one) and failovers in

@@ -458,14 +458,16 @@
   function renderCharts(doc) {
     const s = doc.series;
     if (!s) return;
-    const key = JSON.stringify([s.end, s.requests_per_s, s.ttfb_p50_ms, s.errors]);
+    const key = JSON.stringify([s.end, s.requests, s.ttfb_p50_ms, s.errors]);
     if (key === drawn) return;
     drawn = key;
-    const n = Math.max(1, ...Object.values(s.requests_per_s).map((v) => v.length), ...Object.values(s.errors).map((v) => v.length));
-    stacked($("c-rate"), s.requests_per_s, n, s.end, s.bucket_s, "/s", colour);
+    const n = Math.max(1, ...Object.values(s.requests).map((v) => v.length), ...Object.values(s.errors).map((v) => v.length));
+    const rates = {};
+    for (const [name, counts] of Object.entries(s.requests)) rates[name] = counts.map((c) => c / s.bucket_s);
+    stacked($("c-rate"), rates, n, s.end, s.bucket_s, "/s", colour);
     lines($("c-ttfb"), s.ttfb_p50_ms, n, s.end, s.bucket_s);
     stacked($("c-errors"), s.errors, n, s.end, s.bucket_s, "", errorColour);
-    legend($("legend"), Object.keys(s.requests_per_s), colour, "no accounts");
+    legend($("legend"), Object.keys(s.requests), colour, "no accounts");
     legend($("legend-errors"), Object.keys(s.errors), errorColour, "no errors in 15 min");
   }
 
