@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from proxyharness import Harness, MakeHarness, harness_factory, wait_for
+from e2e import env_for, free_port, qcc, running_proxy, write_config
+from proxyharness import SECRET, Harness, MakeHarness, harness_factory, wait_for
 
-from qcc.fake_upstream import Behavior
+from qcc.fake_upstream import Behavior, FakeUpstream
 from qcc.proxy.activity import ACTIVITY_KEY, BUCKET, BUCKETS
 from qcc.proxy.failed import Failure
 from qcc.routing.classify import Outcome
@@ -307,3 +308,50 @@ async def test_access_key_is_asked_once_and_a_wrong_one_is_refused(
     await expect(page.locator("tr[data-account='main'] .badge")).to_have_text("healthy")
     await expect(page.locator("#key")).to_be_hidden()
     assert errors == []
+
+
+@pytest.mark.slow
+async def test_real_proxy_process_and_qcc_dashboard(
+    aiohttp_server: Any, browser: Browser, tmp_path: Path
+) -> None:
+    """The real ``qcc proxy start``: ``qcc dashboard`` gives the page's URL, the page shows the
+    accounts, and Disable reaches the config file and the running process."""
+    fake = FakeUpstream("main")
+    upstream = str((await aiohttp_server(fake.app())).make_url("")).rstrip("/")
+    port = free_port()
+    env = env_for(tmp_path)
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    env["BROWSER"] = "false"  # no browser: the command prints the URL only
+    env.pop("QCC_UI_TEST_UNSET_KEY", None)
+    accounts = {
+        "main": {"base_url": upstream, "api_key": SECRET},
+        "gone": {"base_url": "http://127.0.0.1:9", "api_key_env": "QCC_UI_TEST_UNSET_KEY"},
+    }
+    config = write_config(
+        tmp_path / "config",
+        {
+            "default_cluster": "prod",
+            "proxy": {"port": port},
+            "clusters": {"prod": {"strategy": "priority", "accounts": accounts}},
+        },
+    )
+    with running_proxy(env) as (_process, url):
+        printed = qcc("dashboard", env=env)
+        assert printed.returncode == 0, printed.stderr
+        assert printed.stdout == f"{url}/ui/\n"
+        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        await page.goto(printed.stdout.strip())
+        await expect(page.locator("#cluster-name")).to_have_text("cluster prod")
+        main = page.locator("tr[data-account='main']")
+        await expect(main.locator(".badge")).to_have_text("healthy")
+        gone = page.locator("tr[data-account='gone']")
+        await expect(gone.locator(".badge")).to_have_text("auth_failed")
+        await expect(gone.locator(".reason")).to_contain_text("QCC_UI_TEST_UNSET_KEY")
+        await main.get_by_role("button", name="Disable").click()
+        await expect(main.locator(".badge")).to_have_text("disabled", timeout=5000)
+        assert "enabled = false" in config.read_text()
+        assert SECRET in config.read_text()  # the rest of the file as it was
+        assert problems == []

@@ -246,7 +246,7 @@
     const stateCell = add("state", "state");
     cells.badge = stateCell.appendChild(el("span", "badge"));
     cells.reason = stateCell.appendChild(el("div", "reason"));
-    cells.rule = stateCell.appendChild(el("div", "reason rule"));
+    cells.rule = stateCell.appendChild(el("div", "rule"));
     cells.error = stateCell.appendChild(el("div", "lasterror"));
     cells.until = add("until", "n until");
     for (const k of ["requests", "failures", "in_flight", "p50", "p95", "tokens", "cache", "share"]) add(k, "n");
