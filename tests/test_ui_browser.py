@@ -245,6 +245,7 @@ async def test_dark_scheme_and_fields_of_newer_proxies(
     background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(15, 18, 22)"  # the dark palette
     await page.screenshot(path=str(artifacts / "dashboard-dark-1280x800.png"))
+    await page.unroute_all(behavior="wait")  # a poll's handler may be running: let it finish
     await context.close()
 
     # Without those fields the columns are not shown at all.

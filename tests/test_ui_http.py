@@ -116,10 +116,13 @@ async def test_state_document_has_what_the_page_shows_and_no_secret(
 
 async def test_state_is_built_once_per_interval_for_all_pages(make_harness: MakeHarness) -> None:
     h = await make_harness("main")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     first = await (await h.client.get("/ui/state")).read()
     await (await h.client.post("/v1/messages", json=BODY)).read()
     second = await (await h.client.get("/ui/state")).read()
-    assert second == first  # the same bytes: not rebuilt for each page
+    if loop.time() - started < 0.9:  # (a very loaded machine may take longer than REFRESH)
+        assert second == first  # the same bytes: not rebuilt for each page
     await asyncio.sleep(1.05)
     third = json.loads(await (await h.client.get("/ui/state")).read())
     assert third["requests"] == 1
