@@ -180,7 +180,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def root(request: web.Request) -> web.Response:
-    """``HEAD /`` and ``GET /``: Claude Code checks that the base URL answers."""
+    """``HEAD /`` and ``GET /``: Claude Code checks that the base URL answers. A browser
+    (``GET`` accepting ``text/html``) is sent to the dashboard instead."""
+    if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+        raise web.HTTPFound("/ui/")
     return web.Response(text="qcc proxy: point ANTHROPIC_BASE_URL here\n")
 
 
