@@ -144,6 +144,7 @@ def status(json_out: JsonOpt = False) -> None:
         "cluster": record.cluster,
         "uptime_s": doc.get("uptime_s"),
         "requests": doc.get("requests"),
+        "loop": doc.get("loop"),
         "total_accounts": doc.get("total_accounts"),
         "available_accounts": doc.get("available_accounts"),
         "log_file": record.log_file,
@@ -157,6 +158,7 @@ def status(json_out: JsonOpt = False) -> None:
     out.print(f"  cluster   {record.cluster} ({doc.get('strategy')})")
     out.print(f"  uptime    {_duration(float(doc.get('uptime_s') or 0))}")
     out.print(f"  requests  {doc.get('requests')}")
+    out.print(f"  loop      {doc.get('loop') or 'unknown'}")
     out.print(f"  accounts  {doc.get('available_accounts')}/{doc.get('total_accounts')} available")
     out.print(f"  log       {record.log_file}")
 
