@@ -12,7 +12,8 @@ Claude Code writes ``metadata.user_id`` in two forms::
     "user_id": "user_<64 hex>_account_<uuid or empty>_session_<uuid>"
 
 Top-level ``metadata`` comes after ``messages`` and ``tools``, and a ``"metadata"`` inside a
-message text is escaped (``\"metadata\"``), so the body is searched backwards from its end.
+message text is escaped (``\"metadata\"``), so the body is searched backwards from its end, from
+quote to quote (:mod:`qcc.routing.jsonkeys`): a long string costs one ``memrchr``.
 
 :class:`StickyTable` maps keys to account names: an LRU by last ``set``, with a TTL counted from
 that ``set``. All operations are O(1) (amortized), except :meth:`StickyTable.forget_account`.
@@ -23,6 +24,8 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
+
+from qcc.routing.jsonkeys import rfind_quoted
 
 HEADER = "x-claude-code-session-id"
 
@@ -55,7 +58,7 @@ def _from_user_id(raw: bytes) -> str | None:
 def _body(body: bytes) -> str | None:
     end = len(body)
     for _ in range(_MAX_METADATA_TRIES):
-        start = body.rfind(_METADATA, 0, end)
+        start = rfind_quoted(body, _METADATA, end)
         if start < 0:
             return None
         after = start + len(_METADATA)
