@@ -41,7 +41,11 @@ WRK_SCENARIOS = {  # name: (scenario group, body, connections)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 rep, 2 s runs, 200 streams")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 rep, 2 s runs, 100 streams of 1 s, 500 MEM requests, 60 per S5 case",
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="e.g. S1,S2")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
@@ -67,8 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.duration = 1, 2.0
-        args.streams, args.stream_seconds, args.requests = 200, 2.0, 1000
-        args.failover_requests = 100
+        args.streams, args.stream_seconds, args.requests = 100, 1.0, 500
+        args.failover_requests = 60
     args.loops = list(LOOPS) if args.loop == "both" else [args.loop]
     args.scenarios = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
