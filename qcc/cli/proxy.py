@@ -65,7 +65,8 @@ def start(
     is refused with a line naming it. In the foreground it logs one line per request to stderr
     and to the log file, and stops on Ctrl-C or SIGTERM after letting in-flight requests finish
     (proxy.drain_timeout). Detached, it logs to the log file only ('qcc proxy logs').
-    Listening beyond loopback requires proxy.access_key.
+    Listening beyond loopback requires proxy.access_key. It runs on uvloop when installed
+    (not on Windows); QCC_LOOP=asyncio forces asyncio's own loop.
 
     \b
     Example:
