@@ -25,9 +25,12 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from qcc.routing.jsonkeys import rfind_quoted
 
 HEADER = "x-claude-code-session-id"
+_CASELESS = (CIMultiDict, CIMultiDictProxy)  # aiohttp's request headers: get() ignores case
 
 _METADATA = b'"metadata"'
 _MAX_METADATA_TRIES = 4  # occurrences of "metadata" examined, from the end of the body
@@ -39,7 +42,7 @@ _LEGACY_SESSION = re.compile(rb"_session_([A-Za-z0-9-]{1,128})$")
 
 def _header(headers: Mapping[str, str]) -> str | None:
     value = headers.get(HEADER)
-    if value is None:
+    if value is None and not isinstance(headers, _CASELESS):  # a plain dict: look at every name
         for key, candidate in headers.items():
             if key.lower() == HEADER:
                 value = candidate
