@@ -34,6 +34,7 @@ CLIENT_CREDENTIALS = frozenset({"x-api-key", "authorization"})
 REQUEST_DROP = HOP_BY_HOP | CLIENT_CREDENTIALS
 RESPONSE_DROP = HOP_BY_HOP
 
+_NOTHING: frozenset[str] = frozenset()
 _STREAM_RE = re.compile(rb'"stream"\s*:\s*true')
 
 
@@ -68,7 +69,8 @@ def upstream_headers(
 
     ``identity``: ask the account for an uncompressed body (streams, which the proxy reads).
     """
-    also_drop = _connection_tokens(client.getall("connection", ()))
+    listed = client.getall("connection", None)  # usually absent: no set to build
+    also_drop = _connection_tokens(listed) if listed else _NOTHING
     out: list[str] = []
     for name, value in client.items():
         lower = name.lower()
