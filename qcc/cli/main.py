@@ -81,7 +81,11 @@ for _name, _command in COMMANDS:
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"qcc {__version__}")
+        import platform
+
+        from qcc.proxy.loops import describe
+
+        typer.echo(f"qcc {__version__} (Python {platform.python_version()}, {describe()})")
         raise typer.Exit()
 
 

@@ -122,6 +122,7 @@ def stats_document(rt: Runtime, now: float, wall_now: float) -> dict[str, Any]:
         "reload_error": rt.reload_error,
         "sticky_sessions": len(pool.sticky),
         "pid": os.getpid(),
+        "loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],  # uvloop|asyncio
         "accounts": [member_document(m, now, wall_now) for m in pool.members.values()],
     }
 
