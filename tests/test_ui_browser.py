@@ -248,13 +248,38 @@ async def test_dark_scheme_and_fields_of_newer_proxies(
     await page.unroute_all(behavior="wait")  # a poll's handler may be running: let it finish
     await context.close()
 
-    # Without those fields the columns are not shown at all.
-    page, problems = await open_page(browser, h)
+    # Without those fields (an account that announced no limits, a proxy with no prices or
+    # budgets) the columns are not shown at all.
+    async def without_fields(route: Any) -> None:
+        response = await route.fetch()
+        doc = await response.json()
+        for acc in doc["accounts"]:
+            for key in OPTIONAL_FIELDS:
+                acc.pop(key, None)
+        await route.fulfill(response=response, json=doc)
+
+    context = await browser.new_context(viewport={"width": 1280, "height": 800})
+    page = await context.new_page()
+    await page.route("**/ui/state", without_fields)
+    await page.goto(base(h) + "/ui/")
     await expect(page.locator("tr[data-account='main'] .badge")).to_have_text("healthy")
     assert not await page.locator("th.headroom").is_visible()
     assert not await page.locator("th.spend").is_visible()
     assert not await page.locator("tr[data-account='main'] .rule").is_visible()
+    await page.unroute_all(behavior="wait")
+    await context.close()
     assert problems == []
+
+
+OPTIONAL_FIELDS = (
+    "headroom",
+    "limits",
+    "spend_today_usd",
+    "spend_month_usd",
+    "budget_daily_usd",
+    "budget_monthly_usd",
+    "last_rule",
+)
 
 
 async def test_disable_from_the_page_writes_config_and_moves_traffic(
