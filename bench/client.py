@@ -3,6 +3,9 @@
 ``python bench/client.py streams URL --count 1000 --seconds 5``: opens COUNT slow streams at once
 (one round) and reports time to first body byte (p50, p99), completions and failures.
 ``python bench/client.py seq URL --count 10000``: COUNT small requests one after another.
+``python bench/client.py latency URL --count 300 [--stream]``: COUNT requests one after another,
+each timed: the first one alone (``first_ms``), then p50/p99 of the others; a stream counts as
+answered when its ``message_stop`` arrived.
 """
 
 from __future__ import annotations
@@ -91,16 +94,46 @@ async def sequential(base: str, count: int) -> dict[str, Any]:
     return {"count": count, "failed": failed, "wall_s": time.perf_counter() - started}
 
 
+async def latency(base: str, count: int, stream: bool) -> dict[str, Any]:
+    url = f"{base.rstrip('/')}/v1/messages"
+    data = STREAM if stream else SMALL
+    times: list[float] = []
+    failed = 0
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with asyncio.timeout(count * 0.5 + 60):
+            for _ in range(count):
+                started = time.perf_counter()
+                async with session.post(url, data=data, headers=HEADERS) as response:
+                    body = await response.read()
+                times.append(time.perf_counter() - started)
+                answered = response.status == 200 and b'"error"' not in body[:200]
+                if stream:
+                    answered = response.status == 200 and b"event: message_stop" in body[-300:]
+                failed += not answered
+    rest = [t * 1000 for t in times[1:]]
+    return {
+        "count": count,
+        "failed": failed,
+        "first_ms": times[0] * 1000 if times else float("nan"),
+        "p50_ms": percentile(rest, 50),
+        "p99_ms": percentile(rest, 99),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("streams", "seq"))
+    parser.add_argument("mode", choices=("streams", "seq", "latency"))
     parser.add_argument("url")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--stream", action="store_true", help="latency: streaming requests")
     args = parser.parse_args()
     raise_fd_limit()
     if args.mode == "streams":
         work = streams(args.url, args.count, args.seconds)
+    elif args.mode == "latency":
+        work = latency(args.url, args.count, args.stream)
     else:
         work = sequential(args.url, args.count)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:

@@ -78,15 +78,19 @@ def wrk(url: str, body: str, connections: int, duration: float) -> WrkResult:
     return parse_wrk(done.stdout)
 
 
-def client_command(mode: str, url: str, count: int, seconds: float = 0.0) -> list[str]:
+def client_command(
+    mode: str, url: str, count: int, seconds: float = 0.0, stream: bool = False
+) -> list[str]:
     argv = [sys.executable, str(BENCH / "client.py"), mode, url, "--count", str(count)]
-    return pinned(LOAD_CORE, [*argv, "--seconds", str(seconds)])
+    return pinned(LOAD_CORE, [*argv, "--seconds", str(seconds)] + ["--stream"] * stream)
 
 
-def run_client(mode: str, url: str, count: int, seconds: float = 0.0) -> dict[str, Any]:
+def run_client(
+    mode: str, url: str, count: int, seconds: float = 0.0, stream: bool = False
+) -> dict[str, Any]:
     """Run bench/client.py to completion and return its JSON report."""
     done = subprocess.run(
-        client_command(mode, url, count, seconds),
+        client_command(mode, url, count, seconds, stream),
         capture_output=True,
         text=True,
         timeout=seconds + count * 0.05 + 120,

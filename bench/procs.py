@@ -132,35 +132,56 @@ def start_upstream(workdir: Path) -> Proc:
                  workdir / "upstream.log")  # fmt: skip
 
 
-def start_passthrough(workdir: Path, upstream: str) -> Proc:
+def loop_env(loop: str) -> dict[str, str]:
+    """The environment that puts a proxy (qcc or the pass-through) on ``loop``."""
+    return os.environ | {"QCC_LOOP": loop}
+
+
+def start_passthrough(workdir: Path, upstream: str, loop: str = "uvloop") -> Proc:
     port = free_port()
     argv = python_argv("passthrough.py", "--port", str(port), "--upstream", upstream)
-    return start("pass-through", argv, PROXY_CORE, workdir / "passthrough.log")
+    log = workdir / f"passthrough-{loop}.log"
+    return start("pass-through", argv, PROXY_CORE, log, env=loop_env(loop))
 
 
-def start_qcc(workdir: Path, upstream: str, accounts: int = 1, name: str = "qcc") -> Proc:
-    """qcc for a one-cluster config whose ``accounts`` all point at the bench upstream.
+def start_qcc(
+    workdir: Path,
+    upstream: str | list[str],
+    accounts: int = 1,
+    name: str = "qcc",
+    *,
+    loop: str = "uvloop",
+    strategy: str | None = None,
+) -> Proc:
+    """qcc for a one-cluster config whose accounts point at the bench upstream.
 
-    Its stderr (one access-log line per request) goes to a file, as with ``--detach``.
+    ``upstream``: one base URL for ``accounts`` accounts, or one base URL per account (in
+    priority order). Its stderr (one access-log line per request) goes to a file, as with
+    ``--detach``.
     """
-    config_dir = workdir / f"{name}-config"
-    state_dir = workdir / f"{name}-state"
+    label = f"{name}-{loop}"
+    config_dir = workdir / f"{label}-config"
+    state_dir = workdir / f"{label}-state"
     config_dir.mkdir()
     state_dir.mkdir()
+    urls = [upstream] * accounts if isinstance(upstream, str) else upstream
     accounts_table = {
-        f"acct{i}": {"base_url": upstream, "api_key": f"sk-bench-dummy-{i}"}
-        for i in range(1, accounts + 1)
+        f"acct{i}": {"base_url": url, "api_key": f"sk-bench-dummy-{i}"}
+        for i, url in enumerate(urls, 1)
     }
+    cluster: dict[str, object] = {"accounts": accounts_table}
+    if strategy is not None:
+        cluster["strategy"] = strategy
     config = {
         "default_cluster": "bench",
         "proxy": {"drain_timeout": 1.0},
-        "clusters": {"bench": {"accounts": accounts_table}},
+        "clusters": {"bench": cluster},
     }
     path = config_dir / "config.toml"
     path.write_text(tomlkit.dumps(config))
     path.chmod(0o600)
     port = free_port()
-    env = os.environ | {"QCC_STATE_DIR": str(state_dir), "QCC_CONFIG_DIR": str(config_dir)}
+    env = loop_env(loop) | {"QCC_STATE_DIR": str(state_dir), "QCC_CONFIG_DIR": str(config_dir)}
     argv = [sys.executable, "-m", "qcc", "--config-dir", str(config_dir), "proxy", "start"]
     argv += ["--port", str(port)]
-    return start(name, argv, PROXY_CORE, workdir / f"{name}.stderr.log", env=env)
+    return start(name, argv, PROXY_CORE, workdir / f"{label}.stderr.log", env=env)

@@ -1,8 +1,10 @@
 """qcc's benchmark, in one command: ``python bench/run.py [--quick]``. See bench/README.md.
 
-Starts the fast fake upstream (core 1), the minimal pass-through and qcc (core 0), then loads one
-target at a time (direct = straight at the upstream) with wrk or bench/client.py from core 1:
-warm-up, repetitions, medians. Prints a Markdown table of ratios and saves it (and, with
+Starts the fast fake upstream (core 1), then per event loop (``--loop``: uvloop, asyncio, both)
+the minimal pass-through and qcc on that loop (core 0), and loads one target at a time (direct =
+straight at the upstream, measured once) with wrk or bench/client.py from core 1: warm-up,
+repetitions, medians. S5 (failover) and S6 (100 accounts) start their own qcc processes
+(bench/scenarios.py). Prints a Markdown table of ratios per loop and saves it (and, with
 ``--json``, the raw numbers) under bench/results/.
 """
 
@@ -21,12 +23,14 @@ from typing import Any
 
 import procs
 import report
+import scenarios
 from loadgen import client_command, run_client, wrk
 from spy import profile
 from upstream import raise_fd_limit
 
 RESULTS = procs.BENCH / "results"
-SCENARIOS = ("S1", "S2", "S3", "S4", "MEM")
+SCENARIOS = ("S1", "S2", "S3", "S4", "MEM", "S5", "S6")
+LOOPS = ("uvloop", "asyncio")
 WRK_SCENARIOS = {  # name: (scenario group, body, connections)
     "S1-1": ("S1", "small", 1),
     "S1-32": ("S1", "small", 32),
@@ -37,13 +41,24 @@ WRK_SCENARIOS = {  # name: (scenario group, body, connections)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 rep, 2 s runs, 200 streams")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="1 rep, 2 s runs, 100 streams of 1 s, 500 MEM requests, 60 per S5 case",
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="e.g. S1,S2")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--streams", type=int, default=1000, help="S4 concurrent streams")
     parser.add_argument("--stream-seconds", type=float, default=5.0, help="S4 stream length")
     parser.add_argument("--requests", type=int, default=10_000, help="MEM sequential requests")
+    parser.add_argument("--failover-requests", type=int, default=300, help="S5 requests per case")
+    parser.add_argument(
+        "--loop",
+        choices=(*LOOPS, "both"),
+        default="both",
+        help="event loop of qcc and the pass-through (QCC_LOOP); both: one table per loop",
+    )
     parser.add_argument("--two-accounts", action="store_true", help="also run qcc, 2 accounts")
     parser.add_argument(
         "--profile",
@@ -56,7 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.reps, args.duration = 1, 2.0
-        args.streams, args.stream_seconds, args.requests = 200, 2.0, 1000
+        args.streams, args.stream_seconds, args.requests = 100, 1.0, 500
+        args.failover_requests = 60
+    args.loops = list(LOOPS) if args.loop == "both" else [args.loop]
     args.scenarios = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
@@ -73,7 +90,7 @@ def run_wrk_scenario(
 ) -> dict[str, list[dict[str, Any]]]:
     _, body, connections = WRK_SCENARIOS[name]
     for proc in targets.values():
-        wrk(proc.url, body, connections, min(2.0, args.duration))  # warm-up, discarded
+        wrk(proc.url, body, connections, min(2.0, args.duration / 2))  # warm-up, discarded
     out: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
     order = list(targets)
     for rep in range(args.reps):
@@ -90,7 +107,7 @@ def run_wrk_scenario(
             per_request = cpu / result.requests * 1e6 if result.requests else float("nan")
             out[target].append(result.as_dict() | {"cpu_us_per_req": per_request})
             numbers = f"{result.rps:,.0f} req/s, p50 {result.p50_ms:.3f} ms"
-            log(f"  {name} rep {rep + 1} {target}: {numbers}")
+            log(f"  {name} rep {rep + 1} {target} ({args.current_loop}): {numbers}")
             time.sleep(0.3)
     return out
 
@@ -162,6 +179,60 @@ def run_memory(targets: dict[str, procs.Proc], args: argparse.Namespace) -> dict
     return out
 
 
+def run_loop(
+    workdir: Path,
+    upstream: procs.Proc,
+    loop: str,
+    args: argparse.Namespace,
+    first: dict[str, Any] | None,
+    started: list[procs.Proc],
+) -> tuple[dict[str, Any], list[str]]:
+    """Every scenario with qcc and the pass-through on ``loop``. ``first``: the first loop's
+    numbers, whose direct (loop-independent) results are reused instead of measured again."""
+    args.current_loop = loop
+    raw: dict[str, Any] = {}
+    proxies = [procs.start_passthrough(workdir, upstream.url, loop)]
+    started += proxies
+    proxies.append(procs.start_qcc(workdir, upstream.url, loop=loop))
+    started.append(proxies[-1])
+    if args.two_accounts:
+        proxies.append(procs.start_qcc(workdir, upstream.url, 2, "qcc-2acct", loop=loop))
+        started.append(proxies[-1])
+    targets = ({"direct": upstream} if first is None else {}) | {p.name: p for p in proxies}
+    log(f"{loop}: {', '.join(f'{n} {p.url} (pid {p.pid})' for n, p in targets.items())}")
+
+    def with_direct(name: str, measured: dict[str, Any]) -> dict[str, Any]:
+        if first is None or name not in first or "direct" not in first[name]:
+            return measured
+        return {"direct": first[name]["direct"]} | measured
+
+    profiles: list[str] = []
+    if "MEM" in args.scenarios:  # first, on fresh processes
+        log(f"MEM ({loop}): {args.requests} sequential requests, then 2 s idle")
+        raw["MEM"] = run_memory(targets, args)
+    for name, (group, _, _) in WRK_SCENARIOS.items():
+        if group in args.scenarios:
+            log(f"{name} ({loop}): warm-up, then {args.reps} × {args.duration:g} s per target")
+            raw[name] = with_direct(name, run_wrk_scenario(name, targets, args))
+    if "S4" in args.scenarios:
+        log(f"S4 ({loop}): {args.streams} concurrent {args.stream_seconds:g} s streams")
+        raw["S4"] = with_direct("S4", run_streams(targets, args))
+    if args.profile:
+        _, body, connections = WRK_SCENARIOS[args.profile]
+        log(f"profiling the proxies ({loop}) under {args.profile} with py-spy")
+        profiles = [profile(p, RESULTS, args.profile, body, connections, tag=loop) for p in proxies]
+    if "S6" in args.scenarios:
+        log(f"S6 ({loop}): {scenarios.BIG_CLUSTER} accounts, small JSON, 32 conns")
+        qcc = next(p for p in proxies if p.name == "qcc")
+        raw["S6"] = scenarios.run_big_cluster(workdir, upstream.url, loop, qcc, args.duration, log)
+    for proc in proxies:
+        procs.stop(proc)
+    if "S5" in args.scenarios:
+        log(f"S5 ({loop}): failover, {args.failover_requests} sequential requests per case")
+        raw["S5"] = scenarios.run_failover(workdir, upstream.url, loop, args.failover_requests, log)
+    return raw, profiles
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     for tool in ("wrk", "taskset"):
@@ -172,31 +243,14 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="qcc-bench-"))
     started: list[procs.Proc] = []
     raw: dict[str, Any] = {}
-    profiles: list[str] = []
+    profiles: dict[str, list[str]] = {}
     busy_before, wall_before = procs.machine_busy_seconds(), time.monotonic()
     try:
         upstream = procs.start_upstream(workdir)
         started.append(upstream)
-        started.append(procs.start_passthrough(workdir, upstream.url))
-        started.append(procs.start_qcc(workdir, upstream.url))
-        if args.two_accounts:
-            started.append(procs.start_qcc(workdir, upstream.url, 2, "qcc-2acct"))
-        targets = {"direct": upstream} | {p.name: p for p in started[1:]}
-        log(f"targets: {', '.join(f'{n} {p.url} (pid {p.pid})' for n, p in targets.items())}")
-        if "MEM" in args.scenarios:  # first, on fresh processes
-            log(f"MEM: {args.requests} sequential requests, then 2 s idle")
-            raw["MEM"] = run_memory(targets, args)
-        for name, (group, _, _) in WRK_SCENARIOS.items():
-            if group in args.scenarios:
-                log(f"{name}: warm-up, then {args.reps} × {args.duration:g} s per target")
-                raw[name] = run_wrk_scenario(name, targets, args)
-        if "S4" in args.scenarios:
-            log(f"S4: {args.streams} concurrent {args.stream_seconds:g} s streams")
-            raw["S4"] = run_streams(targets, args)
-        if args.profile:
-            _, body, connections = WRK_SCENARIOS[args.profile]
-            log(f"profiling the proxies under {args.profile} with py-spy")
-            profiles = [profile(p, RESULTS, args.profile, body, connections) for p in started[1:]]
+        for loop in args.loops:
+            first = raw[args.loops[0]] if loop != args.loops[0] else None
+            raw[loop], profiles[loop] = run_loop(workdir, upstream, loop, args, first, started)
         wall = time.monotonic() - wall_before
         foreign = procs.machine_busy_seconds() - busy_before - procs.own_seconds(started)
         raw["machine"] = {"wall_s": wall, "other_cpu_s": max(0.0, foreign)}
@@ -204,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         for proc in reversed(started):
             procs.stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
-    subjects = [p.name for p in started[2:]]
+    subjects = ["qcc", "qcc-2acct"] if args.two_accounts else ["qcc"]
     text = render(raw, subjects, args, profiles)
     print(text)
     (RESULTS / "latest.md").write_text(text + "\n")
@@ -238,7 +292,10 @@ def qcc_version() -> str:
 
 
 def render(
-    raw: dict[str, Any], subjects: list[str], args: argparse.Namespace, profiles: list[str]
+    raw: dict[str, Any],
+    subjects: list[str],
+    args: argparse.Namespace,
+    profiles: dict[str, list[str]],
 ) -> str:
     mode = "quick" if args.quick else "full"
     lines = [
@@ -258,16 +315,22 @@ def render(
             + ("numbers are noisy, run again on a quiet machine." if share > 0.05 else "quiet."),
             "",
         ]
-    lines += [
-        report.markdown(report.rows(raw, subjects), subjects),
-        "",
-        "## Every repetition",
-        "",
-        report.spread(raw),
-    ]
-    if profiles:
-        lines += ["", f"## Profiles (py-spy, {args.profile})", "", *profiles]
-    return "\n".join(lines)
+    for loop in args.loops:
+        numbers = raw.get(loop, {})
+        lines += [f"## qcc and the pass-through on {loop}", ""]
+        table = report.rows(numbers, subjects)
+        if table:
+            lines += [report.markdown(table, subjects), ""]
+        if "S5" in numbers:
+            lines += [scenarios.failover_table(numbers["S5"]), ""]
+        if "S6" in numbers:
+            lines += [scenarios.big_cluster_table(numbers["S6"]), ""]
+    for loop in args.loops:
+        lines += [f"## Every repetition ({loop})", "", report.spread(raw.get(loop, {})), ""]
+    for loop in args.loops:
+        if profiles.get(loop):
+            lines += [f"## Profiles (py-spy, {args.profile}, {loop})", "", *profiles[loop], ""]
+    return "\n".join(lines).rstrip()
 
 
 if __name__ == "__main__":

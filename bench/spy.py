@@ -14,10 +14,10 @@ from collections import Counter
 from pathlib import Path
 
 from loadgen import wrk
-from procs import LOAD_CORE, Proc, pinned
+from procs import BENCH, LOAD_CORE, Proc, pinned
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::\d+)?\)$")
-_PREFIXES = ("site-packages/", "/work/main/", "lib/python3.11/", "lib/python3.12/")
+_PREFIXES = ("site-packages/", f"{BENCH.parent}/", "lib/python3.11/", "lib/python3.12/")
 
 
 def py_spy() -> str | None:
@@ -78,13 +78,22 @@ def summarize(collapsed: str, top: int = 20) -> str:
 
 
 def profile(
-    proc: Proc, out_dir: Path, scenario: str, body: str, connections: int, seconds: float = 6.0
+    proc: Proc,
+    out_dir: Path,
+    scenario: str,
+    body: str,
+    connections: int,
+    seconds: float = 6.0,
+    tag: str = "",
 ) -> str:
-    """Sample ``proc`` with py-spy during a wrk run of ``scenario``; a Markdown summary."""
+    """Sample ``proc`` with py-spy during a wrk run of ``scenario``; a Markdown summary.
+
+    Saved as ``profile-<name>[-<tag>].txt`` (the tag: the event loop).
+    """
     spy = py_spy()
     if spy is None:
         return f"({proc.name}: py-spy not found; `pip install py-spy` to profile)"
-    out = out_dir / f"profile-{proc.name}.txt"
+    out = out_dir / f"profile-{proc.name}{'-' + tag if tag else ''}.txt"
     argv = [spy, "record", "-p", str(proc.pid), "-d", f"{seconds:g}", "-r", "250"]
     argv += ["-f", "raw", "-o", str(out)]
     with subprocess.Popen(
@@ -94,5 +103,6 @@ def profile(
         _, err = spying.communicate(timeout=seconds + 30)
     if spying.returncode != 0 or not out.exists():
         return f"({proc.name}: py-spy failed: {err.decode(errors='replace')[-500:]})"
-    head = f"### {proc.name} ({scenario}, {result.rps:,.0f} req/s while sampled)\n\n"
+    shown = f"{proc.name}, {tag}" if tag else proc.name
+    head = f"### {shown} ({scenario}, {result.rps:,.0f} req/s while sampled)\n\n"
     return head + summarize(out.read_text())

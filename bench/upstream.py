@@ -5,6 +5,11 @@ stream of :data:`EVENTS` events written in three writes. ``?slow=SECONDS`` (or t
 ``x-bench-slow``) spreads the stream over that many seconds in ``?ticks=N`` writes (default 20):
 the first write carries ``message_start`` at once, the last one ``message_stop``.
 
+Misbehaving accounts for the failover scenario (S5), chosen by a base URL path prefix:
+``/529/...`` answers every request with 529 ``overloaded_error``; ``/sse-error/...`` answers a
+streaming Messages request with a 200 stream whose first event is ``event: error``
+(``overloaded_error``) and everything else as without the prefix (so health probes pass).
+
 Every response is rendered once at start-up, from :mod:`qcc.wire` (the builders the fake account
 of the tests uses, so the benchmark streams what the tests check); a handler only reads the body
 and writes bytes.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import re
 import resource
 import sys
@@ -52,6 +58,9 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 JSON_HEADERS = {"Content-Type": "application/json"}
 COUNT = wire.encode(wire.token_count(3), compact=True)
 MODELS = wire.encode(wire.models("claude-bench"), compact=True)
+OVERLOADED = wire.error("overloaded_error", "bench: overloaded")
+OVERLOADED_BODY = wire.encode(OVERLOADED, compact=True)
+ERROR_FIRST = _events([("error", OVERLOADED)])
 NOT_FOUND = wire.encode(wire.error("not_found_error", "bench: not found"), compact=True)
 _slow_cache: dict[int, list[bytes]] = {}
 
@@ -88,8 +97,16 @@ async def _stream(request: web.BaseRequest, slow: float, ticks: int) -> web.Stre
 async def handle(request: web.BaseRequest) -> web.StreamResponse:
     body = await request.read()
     path = request.path
+    error_first = False
+    if not path.startswith("/v1/"):
+        if path.startswith("/529/"):
+            return web.Response(status=529, body=OVERLOADED_BODY, headers=JSON_HEADERS)
+        if path.startswith("/sse-error/"):
+            error_first, path = True, path[len("/sse-error") :]
     if path == "/v1/messages" and request.method == "POST":
         if b'"stream"' in body and _STREAM_RE.search(body):
+            if error_first:
+                return web.Response(body=ERROR_FIRST, headers=SSE_HEADERS)
             slow = request.query.get("slow") or request.headers.get("x-bench-slow") or "0"
             return await _stream(request, float(slow), int(request.query.get("ticks", "20")))
         return web.Response(body=MESSAGE, headers=JSON_HEADERS)
@@ -107,6 +124,9 @@ def raise_fd_limit() -> None:
 
 
 def loop_factory() -> Any:
+    """uvloop, unless ``QCC_LOOP=asyncio`` (how run.py puts the pass-through on asyncio)."""
+    if os.environ.get("QCC_LOOP", "").strip().lower() == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:

@@ -43,12 +43,14 @@ def _run(*cmd: str | Path, stdin: str | None = None) -> subprocess.CompletedProc
 
 def test_version(qcc_bin: Path) -> None:
     result = _run(qcc_bin, "--version")
-    assert (result.returncode, result.stdout, result.stderr) == (0, f"qcc {__version__}\n", "")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith(f"qcc {__version__} (Python ")
 
 
 def test_python_dash_m(qcc_bin: Path) -> None:
     result = _run(sys.executable, "-m", "qcc", "--version")
-    assert (result.returncode, result.stdout) == (0, f"qcc {__version__}\n")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"qcc {__version__} (Python ")
 
 
 @pytest.mark.slow

@@ -168,3 +168,15 @@ def test_sticky_forget_account() -> None:
 def test_sticky_rejects_empty_capacity() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         StickyTable(max_entries=0)
+
+
+class _NoScan(CIMultiDict[str]):
+    def items(self):  # type: ignore[no-untyped-def, override]
+        raise AssertionError("a case-insensitive mapping was scanned name by name")
+
+
+def test_request_headers_without_the_session_header_are_not_scanned() -> None:
+    headers = _NoScan({"content-type": "application/json", "x-api-key": "k"})
+    assert session_key(headers, b'{"model":"m"}') is None
+    assert session_key(CIMultiDictProxy(headers), b"{}") is None
+    assert session_key({"X-Claude-Code-Session-Id": " s1 "}, b"") == "s1"  # a plain dict still

@@ -39,6 +39,7 @@ class HealthMonitor:
         self.pool = pool
         self.check = probe
         self.probing: dict[str, asyncio.Task[None]] = {}
+        self.running = False  # run() owns the probe tasks only while it runs
 
     def due(self, member: Member, now: float) -> bool:
         health = member.health
@@ -64,6 +65,7 @@ class HealthMonitor:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        self.running = True
         try:
             for member in list(self.pool.members.values()):
                 if member.header is not None and member.health.state is not State.DISABLED:
@@ -79,11 +81,28 @@ class HealthMonitor:
                         await pool.out_of_rotation.wait()
                 pool.out_of_rotation.clear()
         finally:
+            self.running = False
             for task in self.probing.values():
                 task.cancel("health monitor stopping")
             for task in list(self.probing.values()):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    def probe_now(self, name: str) -> bool:
+        """Probe account ``name`` now, out of schedule (the dashboard's "probe now"); a probe
+        already running for it counts. False when the monitor is not running, or the account is
+        unknown, disabled or has no credential."""
+        member = self.pool.members.get(name)
+        if (
+            not self.running
+            or member is None
+            or member.header is None
+            or member.health.state is State.DISABLED
+        ):
+            return False
+        if name not in self.probing:
+            self.start_probe(member)
+        return True
 
     def start_probe(self, member: Member) -> None:
         task = asyncio.get_running_loop().create_task(

@@ -22,7 +22,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from qcc import __version__
-from qcc.cli import account, claude, cluster, demo, health, proxy, top, usage
+from qcc.cli import account, claude, cluster, dashboard, demo, health, proxy, top, usage
 from qcc.cli.run import run_command
 from qcc.config.store import ConfigStore
 from qcc.errors import QccError
@@ -67,6 +67,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
 COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("run", run_command),
     ("top", top.top),
+    ("dashboard", dashboard.dashboard),
     ("usage", usage.usage),
     ("demo", demo.demo),
 ]
@@ -80,7 +81,11 @@ for _name, _command in COMMANDS:
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"qcc {__version__}")
+        import platform
+
+        from qcc.proxy.loops import describe
+
+        typer.echo(f"qcc {__version__} (Python {platform.python_version()}, {describe()})")
         raise typer.Exit()
 
 

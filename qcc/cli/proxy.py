@@ -65,7 +65,8 @@ def start(
     is refused with a line naming it. In the foreground it logs one line per request to stderr
     and to the log file, and stops on Ctrl-C or SIGTERM after letting in-flight requests finish
     (proxy.drain_timeout). Detached, it logs to the log file only ('qcc proxy logs').
-    Listening beyond loopback requires proxy.access_key.
+    Listening beyond loopback requires proxy.access_key. It runs on uvloop when installed
+    (not on Windows); QCC_LOOP=asyncio forces asyncio's own loop.
 
     \b
     Example:
@@ -144,6 +145,7 @@ def status(json_out: JsonOpt = False) -> None:
         "cluster": record.cluster,
         "uptime_s": doc.get("uptime_s"),
         "requests": doc.get("requests"),
+        "loop": doc.get("loop"),
         "total_accounts": doc.get("total_accounts"),
         "available_accounts": doc.get("available_accounts"),
         "log_file": record.log_file,
@@ -157,6 +159,7 @@ def status(json_out: JsonOpt = False) -> None:
     out.print(f"  cluster   {record.cluster} ({doc.get('strategy')})")
     out.print(f"  uptime    {_duration(float(doc.get('uptime_s') or 0))}")
     out.print(f"  requests  {doc.get('requests')}")
+    out.print(f"  loop      {doc.get('loop') or 'unknown'}")
     out.print(f"  accounts  {doc.get('available_accounts')}/{doc.get('total_accounts')} available")
     out.print(f"  log       {record.log_file}")
 

@@ -132,6 +132,7 @@ def _serve_foreground(
     state: CliState, cluster: str, host: str, port: int, log_stderr: bool = True
 ) -> None:
     from qcc import logs
+    from qcc.proxy.loops import running as running_loop
     from qcc.proxy.record import client_url, ensure_state_dir, hold_lock
     from qcc.proxy.server import check_bind, run, serve
 
@@ -158,7 +159,8 @@ def _serve_foreground(
             record.save()
             records.append(record)
             out = render.console()
-            out.print(f"qcc proxy for cluster '{cluster}' listening on {url}")
+            loop = running_loop()
+            out.print(f"qcc proxy for cluster '{cluster}' on {loop}, listening on {url}")
             for line in environment_lines(client_url(host, port), config.proxy.access_key):
                 out.print(line)
             sys.stdout.flush()

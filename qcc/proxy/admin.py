@@ -122,6 +122,7 @@ def stats_document(rt: Runtime, now: float, wall_now: float) -> dict[str, Any]:
         "reload_error": rt.reload_error,
         "sticky_sessions": len(pool.sticky),
         "pid": os.getpid(),
+        "loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],  # uvloop|asyncio
         "accounts": [member_document(m, now, wall_now) for m in pool.members.values()],
     }
 
@@ -180,7 +181,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def root(request: web.Request) -> web.Response:
-    """``HEAD /`` and ``GET /``: Claude Code checks that the base URL answers."""
+    """``HEAD /`` and ``GET /``: Claude Code checks that the base URL answers. A browser
+    (``GET`` accepting ``text/html``) is sent to the dashboard instead."""
+    if request.method == "GET" and "text/html" in request.headers.get("Accept", ""):
+        raise web.HTTPFound("/ui/")
     return web.Response(text="qcc proxy: point ANTHROPIC_BASE_URL here\n")
 
 

@@ -30,9 +30,9 @@ from qcc.accounts.pool import AccountPool
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
 from qcc.net.client import UpstreamClient
-from qcc.proxy import admin, metrics, probing, usage
+from qcc.proxy import admin, metrics, probing, ui, usage
 from qcc.proxy.forward import handle_api
-from qcc.proxy.guard import TARGET, VIEW, Refusal, api_target, decoded_view
+from qcc.proxy.guard import TARGET, VIEW, Refusal, api_target, decoded_view, same_origin
 from qcc.proxy.messages import error_body
 from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
@@ -99,7 +99,7 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             "that name, add it to [proxy] allowed_hosts in config.toml"
         )
     origin = headers.get("origin")
-    if origin is not None and not rt.edge.origin_ok(origin):
+    if origin is not None and not rt.edge.origin_ok(origin) and not same_origin(origin, host):
         shown = origin[:100]
         edge_log.warning("refused a request from a web page (Origin %r)", shown)
         return _forbidden(
@@ -208,6 +208,7 @@ def create_app(
         health_monitor = HealthMonitor(pool, probing.prober(runtime))
         if monitor:
             tasks.append(_owned(health_monitor.run(), "qcc-health-monitor"))
+            app[ui.DASHBOARD_KEY].monitor = health_monitor  # for "probe now"
         if store is not None:
             tasks.append(_owned(watch_config(runtime, store, reload_interval), "qcc-config-watch"))
         try:
@@ -249,6 +250,7 @@ def create_app(
     app.router.add_get("/accounts/stats", admin.accounts_stats)
     app.router.add_post("/accounts/{name}/reset", admin.reset_account)
     app.router.add_get("/metrics", admin.metrics)
+    ui.install(app, store)  # /ui/: the dashboard
     app.router.add_get("/", admin.root)  # GET also answers HEAD
     app.router.add_route("*", "/{tail:.*}", admin.not_forwarded)
     return app

@@ -34,6 +34,7 @@ from qcc.net.client import render_head
 from qcc.net.connection import Response
 from qcc.net.errors import ConnectTimeout, UpstreamError
 from qcc.proxy import sse
+from qcc.proxy.activity import record as record_activity
 from qcc.proxy.admin import unauthorized
 from qcc.proxy.error_answer import READ_SECONDS, ErrorAnswer, error_kind, read_answer
 from qcc.proxy.failed import Failure, all_failed
@@ -471,6 +472,7 @@ class Exchange:
         attempts = ",".join(f"{f.account}:{f.outcome}" for f in self.failures) or "-"
         first = self.first_byte
         ttfb = "-" if first is None else f"{(first - self.started) * 1000:.1f}"
+        record_activity(self, account, status, outcome, duration)  # the dashboard's rings
         get = self.usage.get
         self.rt.access(
             f"rid={self.rid} cluster={self.rt.pool.cluster.name} method={self.request.method} "

@@ -10,7 +10,8 @@ middleware, and the hot-reload watcher applies :func:`check_bind` to every new c
   ``127.0.0.1:P``, ``localhost:P``, ``[::1]:P``, the host it listens on and the address the
   connection arrived on (``P`` is that connection's port), plus ``[proxy] allowed_hosts``.
 - **Origin.** Browsers send ``Origin`` on cross-site requests; SDKs and Claude Code send none.
-  Any ``Origin`` not listed in ``[proxy] allowed_origins`` is refused.
+  Any ``Origin`` not listed in ``[proxy] allowed_origins`` is refused, except the proxy's own
+  (``http://`` + an accepted ``Host``): the dashboard's same-origin POSTs carry it.
 - **Paths.** The request path is percent-decoded and its dot segments resolved before it is
   judged; only what stays inside ``/v1/`` is forwarded, as the client's raw segments (so the
   account decodes exactly what was judged), never an absolute-form target.
@@ -114,6 +115,12 @@ class EdgePolicy:
 
     def origin_ok(self, origin: str | None) -> bool:
         return origin is None or origin.rstrip("/").lower() in self._origins
+
+
+def same_origin(origin: str, host: str | None) -> bool:
+    """Whether ``origin`` is the proxy's own (``http://`` + the request's ``Host``, which the
+    caller has already accepted): a page the proxy served, posting back to it."""
+    return host is not None and origin.lower() == f"http://{host.lower()}"
 
 
 # ---- paths ----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 
 from multidict import CIMultiDict, MultiMapping
 
+from qcc.routing.jsonkeys import rfind_quoted
+
 # RFC 9110 §7.6.1 hop-by-hop headers, plus those recomputed for the new connection.
 HOP_BY_HOP = frozenset(
     {
@@ -32,16 +34,18 @@ CLIENT_CREDENTIALS = frozenset({"x-api-key", "authorization"})
 REQUEST_DROP = HOP_BY_HOP | CLIENT_CREDENTIALS
 RESPONSE_DROP = HOP_BY_HOP
 
+_NOTHING: frozenset[str] = frozenset()
 _STREAM_RE = re.compile(rb'"stream"\s*:\s*true')
 
 
 def wants_stream(body: bytes) -> bool:
     """True when a Messages request body asks for SSE (``"stream": true``)."""
     # From the end: clients put "stream" after the (large) messages, so this is usually a short
-    # scan. A few earlier hits are checked too, in case a tool schema also has a "stream" key.
+    # scan; jumping from quote to quote, a long string costs one memrchr. A few earlier hits are
+    # checked too, in case a tool schema also has a "stream" key.
     end = len(body)
     for _ in range(4):
-        at = body.rfind(b'"stream"', 0, end)
+        at = rfind_quoted(body, b'"stream"', end)
         if at == -1:
             return False
         if _STREAM_RE.match(body, at) is not None:
@@ -65,7 +69,8 @@ def upstream_headers(
 
     ``identity``: ask the account for an uncompressed body (streams, which the proxy reads).
     """
-    also_drop = _connection_tokens(client.getall("connection", ()))
+    listed = client.getall("connection", None)  # usually absent: no set to build
+    also_drop = _connection_tokens(listed) if listed else _NOTHING
     out: list[str] = []
     for name, value in client.items():
         lower = name.lower()

@@ -24,6 +24,7 @@ from aiohttp import web
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
 from qcc.errors import ProxyError
+from qcc.proxy import loops
 from qcc.proxy.app import create_app
 from qcc.proxy.guard import check_bind as check_bind  # re-exported for the CLI
 from qcc.proxy.runtime import Runtime
@@ -139,14 +140,9 @@ async def serve(
 
 
 def run(main: Callable[[], object]) -> None:
-    """Run a coroutine function on uvloop when it is installed, else on asyncio's loop."""
-    factory = None
-    if sys.platform != "win32":
-        try:
-            import uvloop
+    """Run a coroutine function on uvloop when it is installed, else on asyncio's loop.
 
-            factory = uvloop.new_event_loop
-        except ImportError:
-            pass
-    with asyncio.Runner(loop_factory=factory) as runner:
+    ``QCC_LOOP=asyncio`` forces asyncio's loop (see :mod:`qcc.proxy.loops`).
+    """
+    with asyncio.Runner(loop_factory=loops.factory()) as runner:
         runner.run(main())  # type: ignore[arg-type]

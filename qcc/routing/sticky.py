@@ -12,7 +12,8 @@ Claude Code writes ``metadata.user_id`` in two forms::
     "user_id": "user_<64 hex>_account_<uuid or empty>_session_<uuid>"
 
 Top-level ``metadata`` comes after ``messages`` and ``tools``, and a ``"metadata"`` inside a
-message text is escaped (``\"metadata\"``), so the body is searched backwards from its end.
+message text is escaped (``\"metadata\"``), so the body is searched backwards from its end, from
+quote to quote (:mod:`qcc.routing.jsonkeys`): a long string costs one ``memrchr``.
 
 :class:`StickyTable` maps keys to account names: an LRU by last ``set``, with a TTL counted from
 that ``set``. All operations are O(1) (amortized), except :meth:`StickyTable.forget_account`.
@@ -24,7 +25,12 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from qcc.routing.jsonkeys import rfind_quoted
+
 HEADER = "x-claude-code-session-id"
+_CASELESS = (CIMultiDict, CIMultiDictProxy)  # aiohttp's request headers: get() ignores case
 
 _METADATA = b'"metadata"'
 _MAX_METADATA_TRIES = 4  # occurrences of "metadata" examined, from the end of the body
@@ -36,7 +42,7 @@ _LEGACY_SESSION = re.compile(rb"_session_([A-Za-z0-9-]{1,128})$")
 
 def _header(headers: Mapping[str, str]) -> str | None:
     value = headers.get(HEADER)
-    if value is None:
+    if value is None and not isinstance(headers, _CASELESS):  # a plain dict: look at every name
         for key, candidate in headers.items():
             if key.lower() == HEADER:
                 value = candidate
@@ -55,7 +61,7 @@ def _from_user_id(raw: bytes) -> str | None:
 def _body(body: bytes) -> str | None:
     end = len(body)
     for _ in range(_MAX_METADATA_TRIES):
-        start = body.rfind(_METADATA, 0, end)
+        start = rfind_quoted(body, _METADATA, end)
         if start < 0:
             return None
         after = start + len(_METADATA)
