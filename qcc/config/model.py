@@ -172,7 +172,7 @@ class Timeouts:
 
     connect: float = 10.0
     first_byte: float = 600.0  # response head of a non-streaming request (whole generation)
-    stream_first_byte: float = 60.0  # head and first event of a streaming request
+    stream_first_byte: float = 60.0  # head and first content event of a streaming request
     stream_idle: float = 300.0  # longest silence between two chunks of a stream
     # A client has this long to send a request's head (from connecting, or from the end of its
     # previous response: also the idle keep-alive time) and, separately, its body.
