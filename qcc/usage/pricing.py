@@ -162,16 +162,22 @@ def tokens(usage: Mapping[str, Any]) -> Tokens:
     it, when there is no split) is a 5-minute write, the default lifetime. Missing or garbled
     counts are 0.
     """
-    created = _count(usage.get("cache_creation_input_tokens"))
+    get = usage.get
+    split = get("cache_creation")
+    if split is None:  # the proxy's own usage dicts (plain counts): the quick way
+        inp, out = get("input_tokens", 0), get("output_tokens", 0)
+        read, created = get("cache_read_input_tokens", 0), get("cache_creation_input_tokens", 0)
+        if type(inp) is type(out) is type(read) is type(created) is int:
+            return Tokens(max(inp, 0), max(out, 0), max(read, 0), max(created, 0), 0)
+    created = _count(get("cache_creation_input_tokens"))
     write_5m, write_1h = created, 0
-    split = usage.get("cache_creation")
     if isinstance(split, Mapping):
         write_1h = _count(split.get("ephemeral_1h_input_tokens"))
         write_5m = max(_count(split.get("ephemeral_5m_input_tokens")), created - write_1h)
     return Tokens(
-        input=_count(usage.get("input_tokens")),
-        output=_count(usage.get("output_tokens")),
-        cache_read=_count(usage.get("cache_read_input_tokens")),
+        input=_count(get("input_tokens")),
+        output=_count(get("output_tokens")),
+        cache_read=_count(get("cache_read_input_tokens")),
         cache_write_5m=write_5m,
         cache_write_1h=write_1h,
     )

@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,10 @@ class UsageRecorder:
         self.interval = interval
         self._lookup = prices.lookup if isinstance(prices, PriceTable) else prices
         self._price_cache: dict[str, Price | None] = {}
-        self._pending: dict[Key, list[Any]] = {}
+        self._pending: dict[Key, list[Any]] = {}  # merged rows; only under the lock
+        # What the event loop adds: appended without a lock (deque.append is atomic), merged
+        # into ``_pending`` by whoever takes a batch. Keeps add() to a few attribute reads.
+        self._added: deque[tuple[Key, tuple[Any, ...]]] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -174,13 +178,13 @@ class UsageRecorder:
         member_key: str = "",
     ) -> float | None:
         """Count one response's ``usage`` (an Anthropic usage object); its cost in USD, None
-        when the model has no price. O(1), no I/O."""
+        when the model has no price. O(1), no I/O, no lock: it runs once per request on the
+        event loop, so the merging into per-key totals is left to the writer."""
         counted: Tokens = tokens(usage)
         price = self._price(model)
         cost = tokens_cost(price, counted) if price is not None else None
         key = (self._local_day(now_wall), cluster, account, model, member_key)
-        with self._lock:
-            _merge(self._pending, key, (1, *counted, cost, 0 if price is not None else 1))
+        self._added.append((key, (1, *counted, cost, 0 if price is not None else 1)))
         return cost
 
     # ---- the writer --------------------------------------------------------------------------
@@ -194,8 +198,12 @@ class UsageRecorder:
 
     def _take(self) -> dict[Key, list[Any]]:
         with self._lock:
-            batch, self._pending = self._pending, {}
-        return batch
+            added, pending = self._added, self._pending
+            for _ in range(len(added)):
+                key, row = added.popleft()
+                _merge(pending, key, row)
+            self._pending = {}
+        return pending
 
     def _put_back(self, batch: dict[Key, list[Any]]) -> None:
         with self._lock:
