@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -29,6 +30,39 @@ def write_config(config_dir: Path, data: dict[str, Any]) -> Path:
     path.write_text(tomlkit.dumps(data))
     path.chmod(0o600)
     return path
+
+
+def one_account_config(
+    tmp: Path,
+    base_url: str,
+    api_key: str,
+    *,
+    proxy: dict[str, Any] | None = None,
+    account: dict[str, Any] | None = None,
+    **top: Any,
+) -> tuple[dict[str, str], int]:
+    """Write a config whose cluster ``prod`` has one account ``main`` at ``base_url``; return
+    (the environment for ``qcc``, the config's port). ``top`` adds top-level tables."""
+    port = free_port()
+    main = {"base_url": base_url, "api_key": api_key} | (account or {})
+    data: dict[str, Any] = {
+        "default_cluster": "prod",
+        "proxy": {"port": port, "drain_timeout": 5} | (proxy or {}),
+        "clusters": {"prod": {"accounts": {"main": main}}},
+    }
+    write_config(tmp / "config", data | top)
+    return env_for(tmp), port
+
+
+async def raw_exchange(port: int, data: bytes, limit: float = 5.0) -> bytes:
+    """Send ``data`` on a new connection to 127.0.0.1; everything answered until it closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), limit)
+    finally:
+        writer.close()
 
 
 def qcc(

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from e2e import QCC, env_for, free_port, qcc, running_proxy, write_config
+from e2e import QCC, env_for, one_account_config, qcc, running_proxy
 
 from qcc.fake_upstream import Behavior, FakeUpstream
 
@@ -30,25 +30,8 @@ async def setup(
 ) -> tuple[FakeUpstream, dict[str, str], int]:
     fake = FakeUpstream("main", behavior)
     server = await aiohttp_server(fake.app())
-    port = free_port()
-    env = env_for(tmp_path)
-    write_config(
-        tmp_path / "config",
-        {
-            "default_cluster": "prod",
-            "proxy": {"port": port, "drain_timeout": 5} | proxy,
-            "clusters": {
-                "prod": {
-                    "accounts": {
-                        "main": {
-                            "base_url": str(server.make_url("")).rstrip("/"),
-                            "api_key": ACCOUNT_KEY,
-                        }
-                    }
-                }
-            },
-        },
-    )
+    base_url = str(server.make_url("")).rstrip("/")
+    env, port = one_account_config(tmp_path, base_url, ACCOUNT_KEY, proxy=proxy)
     return fake, env, port
 
 

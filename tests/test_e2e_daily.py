@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from e2e import QCC, env_for, free_port, qcc, running_proxy, write_config
+from e2e import QCC, env_for, free_port, one_account_config, qcc, running_proxy, write_config
 
 from qcc.fake_upstream import FakeUpstream
 
@@ -30,25 +30,8 @@ BODY = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": 
 async def setup(aiohttp_server: Any, tmp_path: Path, **proxy: Any) -> tuple[dict[str, str], int]:
     """A config with one fake account; returns (env, the config's port)."""
     server = await aiohttp_server(FakeUpstream("main").app())
-    port = free_port()
-    env = env_for(tmp_path)
-    write_config(
-        tmp_path / "config",
-        {
-            "default_cluster": "prod",
-            "proxy": {"port": port, "drain_timeout": 5} | proxy,
-            "clusters": {
-                "prod": {
-                    "accounts": {
-                        "main": {
-                            "base_url": str(server.make_url("")).rstrip("/"),
-                            "api_key": ACCOUNT_KEY,
-                        }
-                    }
-                }
-            },
-        },
-    )
+    base_url = str(server.make_url("")).rstrip("/")
+    env, port = one_account_config(tmp_path, base_url, ACCOUNT_KEY, proxy=proxy)
     return env, port
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import anthropic
 import pytest
-from e2e import env_for, free_port, running_proxy, write_config
+from e2e import one_account_config, raw_exchange, running_proxy
 
 from qcc.fake_upstream import FakeUpstream
 
@@ -20,16 +20,6 @@ ACCOUNT_KEY = "sk-ant-api03-E2EACCOUNTKEY-edge-0000-zz11"
 CLIENT_KEY = "sk-ant-api03-E2ECLIENTKEY-edge-must-not-leak-9"
 
 
-async def exchange(port: int, data: bytes, limit: float = 5.0) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), limit)
-    finally:
-        writer.close()
-
-
 def status(response: bytes) -> int:
     return int(response.split(b" ", 2)[1])
 
@@ -37,26 +27,13 @@ def status(response: bytes) -> int:
 async def test_real_proxy_edge(aiohttp_server: Any, tmp_path: Path) -> None:
     fake = FakeUpstream("main")
     server = await aiohttp_server(fake.app())
-    port = free_port()
-    env = env_for(tmp_path)
-    write_config(
-        tmp_path / "config",
-        {
-            "default_cluster": "prod",
-            "proxy": {"port": port, "drain_timeout": 2},
-            "timeouts": {"client_read": 1},
-            "clusters": {
-                "prod": {
-                    "accounts": {
-                        "main": {
-                            "base_url": str(server.make_url("")).rstrip("/"),
-                            "api_key": ACCOUNT_KEY,
-                            "probe": "count_tokens",
-                        }
-                    }
-                }
-            },
-        },
+    env, port = one_account_config(
+        tmp_path,
+        str(server.make_url("")).rstrip("/"),
+        ACCOUNT_KEY,
+        proxy={"drain_timeout": 2},
+        account={"probe": "count_tokens"},
+        timeouts={"client_read": 1},
     )
     with running_proxy(env) as (process, url):
         # The official SDK is not affected by any of the rules.
@@ -78,14 +55,16 @@ async def test_real_proxy_edge(aiohttp_server: Any, tmp_path: Path) -> None:
                 f"{extra}Connection: close\r\n\r\n"
             ).encode()
 
-        rebinding = await exchange(port, get("/v1/models", host=f"attacker.example:{port}"))
+        rebinding = await raw_exchange(port, get("/v1/models", host=f"attacker.example:{port}"))
         assert status(rebinding) == 403
-        page = await exchange(port, get("/v1/models", extra="Origin: https://attacker.example\r\n"))
+        page = await raw_exchange(
+            port, get("/v1/models", extra="Origin: https://attacker.example\r\n")
+        )
         assert status(page) == 403
-        assert status(await exchange(port, get("/v1/%2e%2e/admin"))) == 404
-        assert status(await exchange(port, get("http://attacker.example/v1/models"))) == 400
+        assert status(await raw_exchange(port, get("/v1/%2e%2e/admin"))) == 404
+        assert status(await raw_exchange(port, get("http://attacker.example/v1/models"))) == 400
         malformed = get("/v1/models", extra=f"X-Bad: {CLIENT_KEY}\x01\r\n")
-        assert status(await exchange(port, malformed)) == 400
+        assert status(await raw_exchange(port, malformed)) == 400
         assert forwarded() == ["/v1/messages"]  # none of these reached the account
 
         # A client that never finishes its head is cut after timeouts.client_read.

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from e2e import raw_exchange
 from proxyharness import Harness, MakeHarness, harness_factory
 
 BODY = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
@@ -32,13 +33,7 @@ def port_of(h: Harness) -> int:
 
 async def raw(port: int, data: bytes, *, limit: float = 2.0) -> bytes:
     """Send ``data`` on a new connection; everything the proxy sends until it closes."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(), limit)
-    finally:
-        writer.close()
+    return await raw_exchange(port, data, limit)
 
 
 def request(
