@@ -260,7 +260,9 @@ def account_from(location: str, name: str, value: object) -> Account:
         budget_monthly_usd=_get(table, location, "budget_monthly_usd", None, _usd),
         proxy=_get(table, location, "proxy", None, check_outbound_proxy),
         ca_file=_get(table, location, "ca_file", None, _path),
-        max_connections=_get(table, location, "max_connections", 100, _int_at_least(1)),
+        max_connections=_get(
+            table, location, "max_connections", Account.max_connections, _int_at_least(1)
+        ),
     )
 
 
