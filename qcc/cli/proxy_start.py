@@ -138,7 +138,7 @@ def _serve_foreground(
 
     store = state.store()
     config = store.load()
-    check_bind(config, host)
+    check_bind(config, host, cluster=cluster)
     ensure_state_dir()  # 0700 before anything (log dir, lock, record) is created in it
     lock = hold_lock()  # one proxy per state dir; held until this process ends
     records: list[ProxyRecord] = []
