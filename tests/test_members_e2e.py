@@ -64,6 +64,7 @@ async def test_member_key_through_real_proxy_with_sdk(aiohttp_server: Any, tmp_p
         out, err = process.communicate(timeout=15)
         assert process.returncode == 0
     assert alice not in out + err
+    assert "ANTHROPIC_AUTH_TOKEN=<a member key>" in out  # what start tells the user to set
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert alice.encode() not in path.read_bytes(), path

@@ -8,9 +8,11 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import tomlkit
+from aiohttp.test_utils import make_mocked_request
 from conftest import RunCli
 from proxyharness import Harness, config_data, wait_for
 
@@ -196,6 +198,32 @@ async def test_disabling_a_key_takes_effect_on_reload(gateway: Any, tmp_path: Pa
     await wait_for(lambda: runtime.reloads == 1)
     assert (await post(h, ALICE)).status == 401  # the cached verification went with the reload
     assert (await post(h, BOB)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("peer", "key", "allowed"),
+    [
+        ("127.0.0.1", None, True),  # qcc health / qcc top on the gateway's own machine
+        ("192.0.2.7", None, False),
+        ("192.0.2.7", "qcc-wrong", False),
+        ("192.0.2.7", CAROL, False),  # disabled
+        ("192.0.2.7", ALICE, True),
+    ],
+)
+async def test_admin_routes_without_access_key_want_a_member_key_from_afar(
+    gateway: Any, peer: str, key: str | None, allowed: bool
+) -> None:
+    h = await gateway()
+    transport = mock.Mock()
+    transport.get_extra_info.side_effect = lambda name, default=None: (
+        (peer, 40000) if name == "peername" else default
+    )
+    headers = {} if key is None else {"x-api-key": key}
+    request = make_mocked_request(
+        "GET", "/accounts/stats", headers=headers, app=h.app, transport=transport
+    )
+    assert request.remote == peer
+    assert h.runtime.authorized(request) is allowed
 
 
 def test_member_keys_allow_listening_beyond_loopback() -> None:
