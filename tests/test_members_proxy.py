@@ -209,6 +209,7 @@ async def test_disabling_a_key_takes_effect_on_reload(gateway: Any, tmp_path: Pa
         ("192.0.2.7", CAROL, False),  # disabled
         ("192.0.2.7", ALICE, True),
     ],
+    ids=["loopback", "afar-no-key", "afar-wrong-key", "afar-disabled", "afar-member"],
 )
 async def test_admin_routes_without_access_key_want_a_member_key_from_afar(
     gateway: Any, peer: str, key: str | None, allowed: bool
