@@ -80,8 +80,26 @@ def test_verified_keys_are_cached_by_a_keyed_tag_not_the_key() -> None:
     assert gate.lookup("qcc-wrong") is None
     (tag,) = gate._cache  # one entry, for the one valid key
     assert alice.encode() not in tag and len(tag) == 64
-    gate.apply(())  # keys changed: the cache is emptied, the removed key refused
+    (wrong,) = gate._unknown  # an unknown key is remembered by its tag too
+    assert b"qcc-wrong" not in wrong
+    gate.apply(())  # keys changed: the caches are emptied, the removed key refused
     assert gate.lookup(alice) is None and not gate.active
+
+
+def test_unknown_key_becomes_valid_when_it_is_added() -> None:
+    alice = new_key()
+    gate = KeyGate((member("bob", new_key()),))
+    assert gate.lookup(alice) is None
+    gate.apply((member("alice", alice),))
+    assert gate.lookup(alice) is not None
+
+
+def test_unknown_keys_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("qcc.proxy.members.UNKNOWN_MAX", 3)
+    gate = KeyGate((member("bob", new_key()),))
+    for i in range(10):
+        assert gate.lookup(f"qcc-nope-{i}") is None
+        assert len(gate._unknown) <= 3
 
 
 def test_rpm_refusal_is_a_429_with_whole_seconds() -> None:

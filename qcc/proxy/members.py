@@ -14,8 +14,10 @@ member's own limit: no account is tried, none is penalised.
 Cost per request: one keyed BLAKE2b of the presented key and a dict lookup. The first time a key
 is seen it is checked against each member's salted hash (one SHA-256 per member, constant-time
 compares); the verified key is then cached under its BLAKE2b tag (keyed with a random secret of
-this process), so neither the raw key nor an unsalted hash of it is kept in memory. Only valid
-keys are cached (at most one entry per member); the cache is emptied when the keys change.
+this process), so neither the raw key nor an unsalted hash of it is kept in memory. Valid keys
+are cached (at most one entry per member), and so are up to ``UNKNOWN_MAX`` unknown ones (a
+client still retrying with a removed key costs one hash per request, not one per member); both
+caches are emptied when the keys change.
 
 Spend per member is what the usage ledger attributes to it today (local day), added as responses
 complete; a budget can therefore be overshot by the requests in flight when it is reached.
@@ -37,6 +39,7 @@ from qcc.usage.budget import day_start, next_day_start
 
 WINDOW = 60.0  # seconds: rpm is counted over any sliding minute
 ACCESS = ""  # the caller presented proxy.access_key: no member
+UNKNOWN_MAX = 4096  # unknown keys remembered (then forgotten all at once): bounded memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,7 @@ class KeyGate:
     def __init__(self, keys: tuple[MemberKey, ...] = ()) -> None:
         self._tag_key = secrets.token_bytes(16)
         self._cache: dict[bytes, MemberKey] = {}
+        self._unknown: set[bytes] = set()
         self._keys: tuple[MemberKey, ...] = ()
         self.windows: dict[str, RpmWindow] = {}
         self.spend: dict[str, DaySpend] = {}
@@ -145,6 +149,7 @@ class KeyGate:
     def apply(self, keys: tuple[MemberKey, ...]) -> None:
         self._keys = keys
         self._cache = {}  # a removed key or a new hash takes effect at once
+        self._unknown = set()
         windows: dict[str, RpmWindow] = {}
         for key in keys:
             if key.rpm is not None:
@@ -160,10 +165,15 @@ class KeyGate:
         found = self._cache.get(tag)
         if found is not None:
             return found
+        if tag in self._unknown:
+            return None
         for member in self._keys:
             if matches(key, member.salt, member.digest):
                 self._cache[tag] = member
                 return member
+        if len(self._unknown) >= UNKNOWN_MAX:
+            self._unknown.clear()
+        self._unknown.add(tag)
         return None
 
     def identify(self, headers: Mapping[str, str]) -> MemberKey | None:
