@@ -133,7 +133,8 @@ def list_(
 ) -> None:
     """List member keys: name, state, limits and spend today (never a key or its hash).
 
-    Spend today is read from the usage records (QCC_STATE_DIR), as the proxy wrote them.
+    Reads QCC_CONFIG_DIR (or --config-dir); spend today comes from the usage records in
+    QCC_STATE_DIR, as this machine's proxy wrote them (about a second behind).
 
     \b
     Example:
@@ -169,7 +170,7 @@ def list_(
 def remove(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> None:
     """Remove a member key: the proxy refuses it from the next request on.
 
-    Its recorded usage stays (qcc usage --by key).
+    Its recorded usage stays (qcc usage --by key). Reads QCC_CONFIG_DIR (or --config-dir).
 
     \b
     Example:
@@ -193,7 +194,7 @@ def _set_enabled(ctx: typer.Context, name: str, cluster: str | None, enabled: bo
 
 @app.command("disable")
 def disable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> None:
-    """Refuse a member key (401) without deleting it.
+    """Refuse a member key (401) without deleting it. Reads QCC_CONFIG_DIR (or --config-dir).
 
     \b
     Example:
@@ -204,7 +205,7 @@ def disable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> No
 
 @app.command("enable")
 def enable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> None:
-    """Accept a disabled member key again.
+    """Accept a disabled member key again. Reads QCC_CONFIG_DIR (or --config-dir).
 
     \b
     Example:
