@@ -38,7 +38,7 @@ from qcc.proxy.activity import record as record_activity
 from qcc.proxy.admin import unauthorized
 from qcc.proxy.error_answer import READ_SECONDS, ErrorAnswer, error_kind, read_answer
 from qcc.proxy.failed import Failure, all_failed
-from qcc.proxy.guard import TARGET, VIEW, renamed_body
+from qcc.proxy.guard import CALLER, TARGET, VIEW, renamed_body
 from qcc.proxy.messages import (
     downstream_headers,
     upstream_headers,
@@ -184,7 +184,8 @@ class Exchange:
             member.stats.usage.add(self.usage)
             if self.usage and (ledger := self.rt.ledger) is not None:
                 now = asyncio.get_running_loop().time()
-                ledger.record(member, self.view, self.usage, now, time.time())
+                caller = self.request.get(CALLER, "")  # a member key's name, for its usage
+                ledger.record(member, self.view, self.usage, now, time.time(), caller)
 
     # ---- one attempt ---------------------------------------------------------------------
 
