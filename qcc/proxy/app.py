@@ -29,6 +29,7 @@ from qcc.accounts.monitor import HealthMonitor
 from qcc.accounts.pool import AccountPool
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
+from qcc.credentials import keeper as credentials
 from qcc.net.client import UpstreamClient
 from qcc.proxy import admin, metrics, probing, ui, usage
 from qcc.proxy.forward import handle_api
@@ -211,7 +212,10 @@ def create_app(
             app[ui.DASHBOARD_KEY].monitor = health_monitor  # for "probe now"
         if store is not None:
             tasks.append(_owned(watch_config(runtime, store, reload_interval), "qcc-config-watch"))
+        # Credentials fetched while running (commands, OAuth2): refreshed before they expire.
+        tasks.append(_owned(credentials.keep_fresh(pool.sources), "qcc-credentials"))
         try:
+            await credentials.prime(pool.sources(), config.timeouts.connect)
             if persist_usage:  # before the first request, so every one is recorded
                 prices = price_table(config.pricing)
                 runtime.ledger = await usage.open_ledger(usage_db_path(), prices, pool, time.time())
