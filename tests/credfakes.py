@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ class KeyedUpstream(FakeUpstream):
     """A fake account answering 401 to any credential not in ``accepted`` (x-api-key, or the
     token of ``Authorization: Bearer``)."""
 
-    def __init__(self, name: str, accepted: set[str]) -> None:
+    def __init__(self, name: str, accepted: Collection[str]) -> None:
         super().__init__(name)
         self.accepted = accepted
         self.refused = 0
