@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from credfakes import KeyedUpstream
-from proxyharness import wait_for
+from proxyharness import SECRET, harness_factory, wait_for
 from test_credentials_command import runs, script
 
 from qcc.config.validate import config_from
@@ -152,3 +152,24 @@ async def test_background_refresh_before_expiry_keeps_traffic_from_waiting(
     await wait_for(lambda: runs(tmp_path) >= 3, limit=3)  # refreshed at 80% of 0.3 s, twice
     loop = asyncio.get_running_loop()
     assert source.current(loop.time()) is not None  # never let go stale meanwhile
+
+
+async def test_reload_brings_in_a_command_account_and_replaces_a_changed_one(
+    aiohttp_server: Any, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    h = await harness_factory(aiohttp_server, aiohttp_client)(
+        "a", "b", config_path=tmp_path / "c.toml"
+    )
+    path = tmp_path / "c.toml"
+    first = script(tmp_path, f"echo {OLD}", "first.sh")
+    path.write_text(
+        path.read_text().replace(f'api_key = "{SECRET}-b"', f'api_key_command = "{first}"')
+    )
+    await wait_for(lambda: h.member("b").header == ("x-api-key", OLD))  # fetched by the keeper
+    old_member = h.member("b")
+    second = script(tmp_path, f"echo {NEW}", "second.sh")
+    path.write_text(path.read_text().replace(first, second))
+    await wait_for(lambda: h.member("b").header == ("x-api-key", NEW))
+    assert h.member("b") is not old_member and old_member.source is not None
+    assert not old_member.source.refreshing  # the replaced source stopped
+    assert runs(tmp_path) == 2

@@ -166,9 +166,11 @@ async def test_endpoint_that_hangs_is_a_timeout(aiohttp_server: Any, tmp_path: P
     endpoint = TokenEndpoint(mode="hang")
     url = await endpoint_url(aiohttp_server, endpoint)
     started = time.monotonic()
+    hasty = OAuthFetcher(settings(url), None, attempt_timeout=0.1, backoff=0.01)
     with pytest.raises(FetchError) as caught:
-        await fetcher(url, tmp_path / "t.json")()
+        await hasty()
     assert caught.value.outcome is Outcome.TIMEOUT
+    assert endpoint.calls == 3
     assert time.monotonic() - started < 2  # three bounded attempts
 
 

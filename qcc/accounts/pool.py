@@ -74,6 +74,8 @@ class AccountPool:
         self.full_members = 0
         # Set when an account leaves rotation, so the health monitor reschedules its probes.
         self.out_of_rotation = asyncio.Event()
+        # Set when an account with a fetched credential (command, OAuth2) comes in.
+        self.credentials_changed = asyncio.Event()
         self._version = 0  # bumped by every change that can change what select may pick
         self._ready = Ready()
         self.apply(cluster, health, now=now)
@@ -136,6 +138,7 @@ class AccountPool:
         )
         if source is not None:
             source.listener = partial(self._refreshed, member)
+            self.credentials_changed.set()  # the keeper fetches it at once
         member.source = source
 
     def sources(self) -> list[CredentialSource]:

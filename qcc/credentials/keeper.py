@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from qcc.config.model import Credential
 from qcc.credentials.command import COMMAND_TIMEOUT, run_command
@@ -59,19 +60,33 @@ async def prime(sources: Iterable[CredentialSource], timeout: float) -> None:  #
 async def keep_fresh(
     sources: Callable[[], Iterable[CredentialSource]],
     clock: Callable[[], float] | None = None,
+    changed: asyncio.Event | None = None,
 ) -> None:
-    """Refresh each source when due, until cancelled; then cancel the refreshes in flight."""
-    clock = clock or asyncio.get_running_loop().time
+    """Refresh each source when due, until cancelled; then cancel the refreshes in flight.
+    Wakes when one is due, when a refresh ends, and when ``changed`` is set (new accounts)."""
+    loop = asyncio.get_running_loop()
+    clock = clock or loop.time
     try:
         while True:
             now = clock()
             wake = now + MAX_SLEEP
+            waits: set[asyncio.Future[Any]] = set()
             for source in sources():
-                if source.due(now):
-                    source.refresh()
-                elif not source.refreshing:
+                if source.due(now) or source.refreshing:
+                    waits.add(source.refresh())  # the one in flight, or a new one
+                else:
                     wake = min(wake, source.next_due())
-            await asyncio.sleep(max(wake - clock(), 0.01))
+            watcher = None
+            if changed is not None:
+                changed.clear()  # no await since the scan: nothing set meanwhile is missed
+                watcher = loop.create_task(changed.wait())
+                waits.add(watcher)
+            try:
+                delay = max(wake - clock(), 0.01)
+                await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
     finally:
         for source in sources():
             with contextlib.suppress(Exception):

@@ -213,7 +213,8 @@ def create_app(
         if store is not None:
             tasks.append(_owned(watch_config(runtime, store, reload_interval), "qcc-config-watch"))
         # Credentials fetched while running (commands, OAuth2): refreshed before they expire.
-        tasks.append(_owned(credentials.keep_fresh(pool.sources), "qcc-credentials"))
+        keeper = credentials.keep_fresh(pool.sources, changed=pool.credentials_changed)
+        tasks.append(_owned(keeper, "qcc-credentials"))
         try:
             await credentials.prime(pool.sources(), config.timeouts.connect)
             if persist_usage:  # before the first request, so every one is recorded
