@@ -18,13 +18,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from credfakes import KeyedUpstream, TokenEndpoint
 
-from qcc.config.model import Credential, OAuthSettings
+from qcc.config.model import Account, Credential, OAuthSettings
 from qcc.config.validate import config_from
 from qcc.credentials.keeper import source_for
 from qcc.credentials.oauth import OAuthFetcher, lifetime
 from qcc.credentials.source import FetchError
 from qcc.credentials.tokens import TokenStore, tokens_dir
+from qcc.health.probe import check_member
 from qcc.health.state import State
+from qcc.net.client import UpstreamClient
 from qcc.proxy.app import create_app
 from qcc.proxy.runtime import RUNTIME_KEY
 from qcc.routing.classify import Outcome
@@ -281,3 +283,26 @@ async def test_invalid_grant_through_the_proxy(aiohttp_server: Any, aiohttp_clie
     assert credential["source"] == "oauth" and credential["expires"] is None
     assert credential["last_result"].startswith("failed: token endpoint refused the grant")
     assert "client-secret-000000" not in str(stats) and "rt-0" not in str(stats)
+
+
+async def test_probe_refused_fetches_a_new_token_once_and_probes_again(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    endpoint = TokenEndpoint()
+    url = await endpoint_url(aiohttp_server, endpoint)
+    newest: list[str] = []
+    upstream = KeyedUpstream("main", newest)
+    account_url = str((await aiohttp_server(upstream.app())).make_url("")).rstrip("/")
+    credential = Credential("oauth", url, oauth=settings(url))
+    source = source_for(credential, "c", "a", token_dir=tmp_path)
+    assert source is not None
+    await source.fresh(asyncio.get_running_loop().time(), 5)
+    newest.append("access-token-0002-xxxxxxxxxxxx")  # the first one was revoked
+    account = Account("a", account_url, credential)
+    client = UpstreamClient()
+    try:
+        result = await check_member(client, account, source, None, 5)
+    finally:
+        client.close()
+    assert result.ok and result.status == 200
+    assert endpoint.calls == 2 and upstream.refused == 1

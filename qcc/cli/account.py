@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import typer
 
-from qcc.cli import render
+from qcc.cli import account_test, render
 from qcc.config import ops
 from qcc.config.model import Credential, header_value_problem
 from qcc.config.validate import ENV_NAME_RE
@@ -453,40 +453,4 @@ def disable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> No
     _set_enabled(ctx, name, cluster, False)
 
 
-@app.command("test")
-def test(
-    ctx: typer.Context,
-    name: NameArg,
-    cluster: ClusterOpt = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document on stdout instead of lines.")
-    ] = False,
-) -> None:
-    """Fetch an account's credential through its source, probe the account once, and report
-    each step (time taken, the credential masked, the probe's answer). No proxy needed.
-
-    Exit code 0 when both steps succeed, 1 when one fails. Reads QCC_CONFIG_DIR (or
-    --config-dir) to find config.toml.
-
-    \b
-    Example:
-      qcc account test main --cluster prod
-      qcc account test gateway --json
-    """
-    import asyncio
-
-    from qcc.cli.account_test import lines, run_test
-    from qcc.cli.health import Unhealthy
-
-    state: CliState = ctx.obj
-    config = state.store().load()
-    chosen = config.cluster(cluster)
-    account = chosen.account(name)
-    report = asyncio.run(run_test(config, chosen.name, account))
-    if as_json:
-        render.print_json(report)
-    else:
-        for line in lines(report):
-            render.console().print(line, highlight=False, markup=False)
-    if not report["ok"]:
-        raise Unhealthy(f"account '{name}' failed its test; see the steps above")
+app.command("test")(account_test.test)  # qcc account test NAME: in its own module

@@ -164,8 +164,8 @@ async def check_member(
     header: tuple[str, str] | None,
     timeout: float,  # noqa: ASYNC109
 ) -> ProbeResult:
-    """Probe an account with its credential from wherever it comes (refreshed when due); the
-    credential's fetch and the probe share ``timeout``."""
+    """Probe an account with its credential from wherever it comes (refreshed when due, and
+    fetched again once if the account refuses it); fetches and probes share ``timeout``."""
     if source is None and header is not None:
         return await check_once(client, account, header, timeout)
     loop = asyncio.get_running_loop()
@@ -173,4 +173,13 @@ async def check_member(
     credential = await credential_for(source, header, timeout)
     if isinstance(credential, ProbeResult):
         return credential
-    return await check_once(client, account, credential, max(deadline - loop.time(), 0.001))
+    result = await check_once(client, account, credential, max(deadline - loop.time(), 0.001))
+    if result.outcome is not Outcome.AUTH_FAILED or source is None:
+        return result
+    try:  # refused: fetched again once (shared with traffic's refetch), then probed with it
+        again = await source.refetch(credential, loop.time(), max(deadline - loop.time(), 0.001))
+    except (CredentialError, TimeoutError):
+        return result
+    if again == credential:
+        return result
+    return await check_once(client, account, again, max(deadline - loop.time(), 0.001))
