@@ -187,3 +187,32 @@ def test_cli_refuses_two_sources(cli_error: RunCli, run_cli: RunCli) -> None:
         "  ",
         words=["--api-key-command: must be a shell command"],
     )
+
+
+def test_account_show_names_the_source_and_never_a_secret(
+    run_cli: RunCli, config_path: Path
+) -> None:
+    config_path.write_text(
+        ACCOUNT.replace("main]", "main]\nauth_token_command = 'pass show x'\ncredential_ttl = 90")
+        + "[clusters.prod.accounts.gw]\nbase_url = 'https://gw.example.com'\n"
+        + OAUTH.replace(f"{LOC}.oauth", "clusters.prod.accounts.gw.oauth")
+        + f'client_secret = "{CLIENT_SECRET}"\nrefresh_token_env = "GW_REFRESH"\nscope = "llm"\n'
+    )
+    gw = run_cli("account", "show", "gw", "--json")
+    assert gw.exit_code == 0, gw
+    credential = gw.json()["credential"]
+    assert credential["source"] == "oauth"
+    assert credential["oauth"] == {
+        "token_url": "https://sso.example.com/token",
+        "client_id": "qcc",
+        "client_secret": "set",
+        "refresh_token": "$GW_REFRESH",
+        "scope": "llm",
+        "header": "authorization",
+    }
+    assert gw.json()["live"] is None  # no proxy runs
+    text = run_cli("account", "show", "gw").stdout
+    assert "source    oauth: oauth sso.example.com" in text
+    assert CLIENT_SECRET not in gw.stdout + text
+    main = run_cli("account", "show", "main").stdout
+    assert "source    command: $(pass …)" in main and "ttl       90s" in main

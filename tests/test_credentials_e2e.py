@@ -3,8 +3,10 @@ client: the key is fetched at start-up, re-fetched once after it was rotated, ne
 
 from __future__ import annotations
 
+import json
 import signal
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,10 @@ async def test_sdk_through_a_proxy_whose_key_comes_from_a_command(
             text = "".join([t async for t in stream.text_stream])
         assert text == "Hello from a fake account."
         await client.close()
+        shown = json.loads(qcc("account", "show", "main", "--json", env=env).stdout)
+        live = shown["live"]["credential"]
+        assert live["source"] == "command" and live["last_result"] == "ok"
+        assert live["refreshes"] == 2 and live["expires"] > time.time() + 250
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
         _, err = process.communicate(timeout=5)

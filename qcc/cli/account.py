@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import typer
 
-from qcc.cli import account_test, render
+from qcc.cli import account_show, account_test, render
 from qcc.config import ops
 from qcc.config.model import Credential, header_value_problem
 from qcc.config.validate import ENV_NAME_RE
@@ -454,3 +454,4 @@ def disable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> No
 
 
 app.command("test")(account_test.test)  # qcc account test NAME: in its own module
+app.command("show")(account_show.show)
