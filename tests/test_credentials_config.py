@@ -122,6 +122,9 @@ def test_source_names() -> None:
     assert Credential("api_key_command", "/usr/bin/security find-generic-password -w").masked() == (
         "$(security …)"
     )
+    hidden = Credential("api_key_command", "VAULT_TOKEN=hvs.SECRETSECRET vault kv get -field=k x")
+    assert hidden.masked() == "$(vault …)"
+    assert Credential("api_key_command", "A=1 B=2").masked() == "$(…)"
 
 
 def test_cli_add_command_and_list_masks_oauth_secrets(run_cli: RunCli, config_path: Path) -> None:

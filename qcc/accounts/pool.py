@@ -159,7 +159,7 @@ class AccountPool:
         if member.health.state is State.DISABLED:
             return
         error = result.error
-        seen = observe.Observation(observe.Source.TRAFFIC, error.outcome, f"credential: {error}")
+        seen = observe.Observation(observe.Source.TRAFFIC, error.outcome, str(error))
         self.report(member, seen, result.at, source.wall())
 
     def _resolve_credentials(self, members: Iterable[Member], now: float) -> None:

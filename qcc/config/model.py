@@ -150,8 +150,10 @@ class Credential:
         if self.from_env:
             return f"${self.value}"
         if self.kind.endswith("_command"):
-            program = self.value.split(maxsplit=1)[0] if self.value.strip() else ""
-            return f"$({program.rsplit('/', 1)[-1]} …)"
+            # The program only: never a leading VAR=value (VAULT_TOKEN=… vault kv get …).
+            words = [w for w in self.value.split() if "=" not in w]
+            program = words[0].rsplit("/", 1)[-1] if words else ""
+            return f"$({program} …)" if program else "$(…)"
         if self.kind == "oauth":
             host = self.value.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
             return f"oauth {host}"
