@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from credfakes import KeyedUpstream, TokenEndpoint
+from proxyharness import wait_for
 
 from qcc.config.model import Account, Credential, OAuthSettings
 from qcc.config.validate import config_from
@@ -308,3 +309,38 @@ async def test_probe_refused_fetches_a_new_token_once_and_probes_again(
         client.close()
     assert result.ok and result.status == 200
     assert endpoint.calls == 2 and upstream.refused == 1
+
+
+async def test_stale_token_and_endpoint_down_takes_the_account_out_until_it_is_back(
+    aiohttp_server: Any, aiohttp_client: Any
+) -> None:
+    endpoint = TokenEndpoint()
+    url = await endpoint_url(aiohttp_server, endpoint)
+    gw, spare = KeyedUpstream("gw", endpoint.issued), KeyedUpstream("spare", {"spare-key-0000000"})
+    urls = [str((await aiohttp_server(u.app())).make_url("")).rstrip("/") for u in (gw, spare)]
+    oauth = {
+        "token_url": url,
+        "client_id": "qcc-client",
+        "client_secret": "client-secret-000000",
+        "refresh_token": "rt-0",
+    }
+    accounts = {
+        "gw": {"base_url": urls[0], "oauth": oauth, "priority": 0},
+        "spare": {"base_url": urls[1], "api_key": "spare-key-0000000", "priority": 1},
+    }
+    config = config_from({"clusters": {"test": {"strategy": "priority", "accounts": accounts}}})
+    client = await aiohttp_client(create_app(config, "test", monitor=False, persist_usage=False))
+    member = client.app[RUNTIME_KEY].pool.members["gw"]
+    member.source._fetch.backoff = 0.01  # the endpoint's retries, quicker
+    endpoint.mode = "down"
+    member.source.stale_at = asyncio.get_running_loop().time()  # the token expires now
+    assert (await client.post("/v1/messages", json=BODY)).status == 200  # failed over
+    assert member.header is None and endpoint.calls == 1 + 3
+    assert "HTTP 503" in (member.stats.last_error or "")
+    for _ in range(5):  # not picked while it has no usable token: no failover, no new call
+        assert (await client.post("/v1/messages", json=BODY)).status == 200
+    assert len(gw.requests) == 0 and endpoint.calls == 4 and len(spare.requests) == 6
+    endpoint.mode = "ok"  # back: the keeper's retry (after its backoff) brings a new token
+    await wait_for(lambda: member.header is not None, limit=3)
+    assert (await client.post("/v1/messages", json=BODY)).status == 200
+    assert len(gw.requests) == 1

@@ -156,6 +156,9 @@ class AccountPool:
                 member.header = source.header
                 self._version += 1
             return
+        if member.header is not None and source.current(result.at) is None:
+            member.header = None  # stale, and no new one: not picked until a refresh works
+            self._version += 1
         if member.health.state is State.DISABLED:
             return
         error = result.error

@@ -97,12 +97,12 @@ class CredentialSource:
         return self.header if now < self.stale_at else None
 
     def due(self, now: float) -> bool:
-        """Whether the background should refresh it now (nothing in flight, and near its end
-        or past the wait after a failure)."""
-        return self._flight is None and now >= max(self.refresh_at, self.retry_at)
+        """Whether the background should refresh it now (nothing in flight, and near its end,
+        or past the wait after a failed refresh)."""
+        return self._flight is None and now >= self.next_due()
 
     def next_due(self) -> float:
-        return max(self.refresh_at, self.retry_at)
+        return self.refresh_at if self.error is None else self.retry_at
 
     @property
     def refreshing(self) -> bool:
