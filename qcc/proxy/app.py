@@ -2,9 +2,11 @@
 
 Inside :func:`lifecycle`, before ``yield``: the :class:`UpstreamClient` (traffic and health
 probes share it: one HTTP path, same proxies and TLS), the :class:`Runtime`, the health monitor
-task, the config watcher task and the usage ledger (its recorder's writer thread). After
-``yield``: the tasks are cancelled and awaited, the ledger commits what is pending and its thread
-is joined (off the loop), then the client is closed. Nothing outlives the app.
+task, the config watcher task, the credential keeper (fetched credentials: first fetch awaited,
+bounded by the connect timeout, then refreshed before they expire) and the usage ledger (its
+recorder's writer thread). After ``yield``: the tasks are cancelled and awaited, the ledger
+commits what is pending and its thread is joined (off the loop), then the client is closed.
+Nothing outlives the app.
 
 Every request first passes :func:`edge` (the rules of :mod:`qcc.proxy.guard`): Host and Origin,
 the normalised target, and for API requests the access key, the body read within

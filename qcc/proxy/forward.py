@@ -1,7 +1,10 @@
 """Forwarding one client request: select account → build its request → send → relay or fail over.
 
 The order is the lesson of the tools before qcc: every per-account setting (credential, model
-rename, base URL) is read from the account *selected for this attempt*.
+rename, base URL) is read from the account *selected for this attempt*. A credential fetched
+while running (command, OAuth2) is made fresh first if it is stale (one shared refresh, bounded
+by the connect timeout); a 401/403 from such an account fetches it again once, and the request
+may go to the same account once more with the new one.
 
 A plain response is *committed* when its head goes to the client; a stream when its first content
 (``content_block_delta``, or ``message_delta``/``message_stop`` for an empty answer) does: until
