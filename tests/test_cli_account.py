@@ -146,7 +146,7 @@ def test_list_json_and_cluster_filter(run_cli: RunCli) -> None:
         "name": "main",
         "cluster": "prod",
         "base_url": URL,
-        "credential": {"kind": "api_key", "value": MASKED},
+        "credential": {"kind": "api_key", "value": MASKED, "source": "inline"},
         "weight": 3,
         "priority": 0,
         "enabled": True,

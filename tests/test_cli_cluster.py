@@ -191,7 +191,11 @@ def test_show(run_cli: RunCli) -> None:
     assert (data["name"], data["default"]) == ("prod", True)
     assert [a["name"] for a in data["accounts"]] == ["main", "spare"]
     assert data["accounts"][1]["enabled"] is False
-    assert data["accounts"][0]["credential"] == {"kind": "api_key_env", "value": "$KEY"}
+    assert data["accounts"][0]["credential"] == {
+        "kind": "api_key_env",
+        "value": "$KEY",
+        "source": "env:KEY",
+    }
 
 
 @pytest.mark.usefixtures("two_clusters")

@@ -45,7 +45,8 @@ INVALID = [
         WITH_KEY + "wieght = 2\n",
         f"{LOC}.wieght: unknown key; expected one of: base_url, api_key, auth_token, "
         "api_key_env, auth_token_env, weight, priority, enabled, models, probe, "
-        "budget_daily_usd, budget_monthly_usd, proxy, ca_file, max_connections",
+        "budget_daily_usd, budget_monthly_usd, proxy, ca_file, max_connections, "
+        "api_key_command, auth_token_command, oauth, credential_ttl",
         id="unknown-account-key",
     ),
     pytest.param(
@@ -55,7 +56,8 @@ INVALID = [
     ),
     pytest.param(
         ACCOUNT,
-        f"{LOC}: needs a credential: set one of api_key, auth_token, api_key_env or auth_token_env",
+        f"{LOC}: needs a credential: set one of api_key, auth_token, api_key_env, auth_token_env, "
+        "api_key_command, auth_token_command or an [oauth] table",
         id="no-credential",
     ),
     pytest.param(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from qcc.accounts.spend import Spend
 from qcc.config.model import Account
+from qcc.credentials.source import CredentialSource
 from qcc.health.state import AccountHealth
 from qcc.routing.latency import LatencyScore
 from qcc.routing.ratelimit import Limits
@@ -23,6 +24,8 @@ class Member:
     limits: Limits | None = None  # the latest rate limits the account announced
     full_until: float | None = None  # monotonic: said it is (nearly) out of room until then
     spend: Spend = field(default_factory=Spend)  # USD today / this month, for budgets
+    # A credential fetched while running (command, OAuth2); None for inline and env ones.
+    source: CredentialSource | None = None
 
     @property
     def name(self) -> str:

@@ -21,12 +21,16 @@ import asyncio
 import logging
 import random
 from collections.abc import Iterable, Mapping
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from qcc.accounts import observe
 from qcc.accounts.member import Member
 from qcc.accounts.ready import Ready, build
 from qcc.config.model import Account, Cluster, HealthSettings
+from qcc.credentials.keeper import source_for
+from qcc.credentials.source import CredentialSource, RefreshResult
 from qcc.errors import CredentialError
 from qcc.health.state import AccountHealth, State, Transition
 from qcc.redact import scrub
@@ -55,9 +59,11 @@ class AccountPool:
         now: float,
         rng: random.Random | None = None,
         environ: dict[str, str] | None = None,
+        token_dir: Path | None = None,
     ) -> None:
         self._rng = rng or random.Random()
         self._environ = environ
+        self._token_dir = token_dir  # rotated OAuth2 refresh tokens (None: the state dir)
         self.cluster = cluster
         self.health_settings = health
         self.members: dict[str, Member] = {}
@@ -68,6 +74,8 @@ class AccountPool:
         self.full_members = 0
         # Set when an account leaves rotation, so the health monitor reschedules its probes.
         self.out_of_rotation = asyncio.Event()
+        # Set when an account with a fetched credential (command, OAuth2) comes in.
+        self.credentials_changed = asyncio.Event()
         self._version = 0  # bumped by every change that can change what select may pick
         self._ready = Ready()
         self.apply(cluster, health, now=now)
@@ -91,6 +99,7 @@ class AccountPool:
                 if old.get(account.name) is not None:
                     member.stats = old[account.name].stats  # counters are history; keep them
                     member.spend = old[account.name].spend  # so is what it spent
+                self._attach_source(cluster.name, member)
             else:
                 changed = member.account != account
                 member.account = account
@@ -103,6 +112,9 @@ class AccountPool:
                 elif not account.enabled and member.health.state is not State.DISABLED:
                     member.health.disable(now)
             members[account.name] = member
+        for name, gone in old.items():
+            if members.get(name) is not gone and gone.source is not None:
+                gone.source.close()  # replaced or removed: its refresh stops
         for name in old.keys() - members.keys():
             self.sticky.forget_account(name)
         self.members = members
@@ -112,8 +124,52 @@ class AccountPool:
         self._resolve_credentials(members.values(), now)
         self._version += 1
 
+    # ---- credentials ---------------------------------------------------------------------
+
+    def _attach_source(self, cluster: str, member: Member) -> None:
+        """Give a member whose credential is fetched while running (command, OAuth2) its
+        source; every refresh's result comes back to :meth:`_refreshed`."""
+        source = source_for(
+            member.account.credential,
+            cluster,
+            member.name,
+            environ=self._environ,
+            token_dir=self._token_dir,
+        )
+        if source is not None:
+            source.listener = partial(self._refreshed, member)
+            self.credentials_changed.set()  # the keeper fetches it at once
+        member.source = source
+
+    def sources(self) -> list[CredentialSource]:
+        return [m.source for m in self.members.values() if m.source is not None]
+
+    def _refreshed(self, member: Member, result: RefreshResult) -> None:
+        """A credential refresh ended: a new value is used at once; a failure is the
+        account's (a failing command or a refused grant: auth_failed; a token endpoint that is
+        down: one more failure)."""
+        source = member.source
+        if source is None or self.members.get(member.name) is not member:
+            return  # replaced by a reload meanwhile
+        if result.error is None:
+            if member.header != source.header:
+                member.header = source.header
+                self._version += 1
+            return
+        if member.header is not None and source.current(result.at) is None:
+            member.header = None  # stale, and no new one: not picked until a refresh works
+            self._version += 1
+        if member.health.state is State.DISABLED:
+            return
+        error = result.error
+        seen = observe.Observation(observe.Source.TRAFFIC, error.outcome, str(error))
+        self.report(member, seen, result.at, source.wall())
+
     def _resolve_credentials(self, members: Iterable[Member], now: float) -> None:
         for member in members:
+            if member.source is not None:
+                member.header = member.source.header  # None until first fetched
+                continue
             try:
                 member.header = member.account.credential.header(self._environ)
             except CredentialError as exc:

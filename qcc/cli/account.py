@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import typer
 
-from qcc.cli import render
+from qcc.cli import account_show, account_test, render
 from qcc.config import ops
 from qcc.config.model import Credential, header_value_problem
 from qcc.config.validate import ENV_NAME_RE
@@ -43,6 +43,8 @@ CREDENTIAL_OPTIONS = (
     ("--auth-token", "auth_token"),
     ("--api-key-env", "api_key_env"),
     ("--auth-token-env", "auth_token_env"),
+    ("--api-key-command", "api_key_command"),
+    ("--auth-token-command", "auth_token_command"),
 )
 
 
@@ -109,6 +111,10 @@ def _credential(
         return None
     option, kind = present[0]
     value = given[kind] or ""
+    if kind.endswith("_command"):
+        if not _utf8(option, value).strip():
+            raise ConfigValidationError(option, "must be a shell command, e.g. 'op read op://…'")
+        return Credential(kind, value)
     if kind.endswith("_env"):
         # A valid name that is set here is a name, however random it looks.
         if looks_like_secret(value) and not (ENV_NAME_RE.match(value) and value in environ):
@@ -210,6 +216,25 @@ def add(
             help="Rename a model for this account; repeat for more.",
         ),
     ] = None,
+    api_key_command: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key-command",
+            metavar="CMD",
+            show_default=False,
+            help="Shell command printing the API key (e.g. 'op read op://Private/anthropic/key'); "
+            "run by the proxy, its output cached for credential_ttl (300 s).",
+        ),
+    ] = None,
+    auth_token_command: Annotated[
+        str | None,
+        typer.Option(
+            "--auth-token-command",
+            metavar="CMD",
+            show_default=False,
+            help="Shell command printing the bearer token.",
+        ),
+    ] = None,
     proxy: Annotated[
         str | None,
         typer.Option(
@@ -223,10 +248,11 @@ def add(
 ) -> None:
     """Add an account to a cluster.
 
-    Give it exactly one credential: --api-key, --auth-token, --api-key-env or
-    --auth-token-env. With none, qcc asks for an API key at a hidden prompt when stdin is a
-    terminal, and fails otherwise. Prefer the *-env options: a key on the command line lands
-    in your shell history. Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
+    Give it exactly one credential: --api-key, --auth-token, --api-key-env,
+    --auth-token-env, --api-key-command or --auth-token-command. With none, qcc asks for an
+    API key at a hidden prompt when stdin is a terminal, and fails otherwise. Prefer the
+    *-env or *-command options: a key on the command line lands in your shell history.
+    Reads QCC_CONFIG_DIR (or --config-dir) to find config.toml.
 
     \b
     Example:
@@ -235,6 +261,8 @@ def add(
       qcc account add relay --cluster prod --base-url https://relay.example.com \\
           --auth-token-env RELAY_TOKEN --priority 1 \\
           --model claude-sonnet-4-5=claude-sonnet-4-5-20250929
+      qcc account add vault --base-url https://api.anthropic.com \\
+          --api-key-command 'op read op://Private/anthropic/key'
     """
     state: CliState = ctx.obj
     if _utf8("NAME", name).startswith(("sk-", "sk_")) and looks_like_secret(name):
@@ -252,6 +280,8 @@ def add(
         "auth_token": auth_token,
         "api_key_env": api_key_env,
         "auth_token_env": auth_token_env,
+        "api_key_command": api_key_command,
+        "auth_token_command": auth_token_command,
     }
     credential = _credential(name, given, os.environ)
     store = state.store()
@@ -421,3 +451,7 @@ def disable(ctx: typer.Context, name: NameArg, cluster: ClusterOpt = None) -> No
       qcc account disable relay --cluster prod
     """
     _set_enabled(ctx, name, cluster, False)
+
+
+app.command("test")(account_test.test)  # qcc account test NAME: in its own module
+app.command("show")(account_show.show)

@@ -143,18 +143,27 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     render.console().print(accounts_table(doc, f"proxy {record.url}"))
 
 
-async def _check_all(config: Config, accounts: list[Account]) -> list[ProbeResult]:
+async def _check_all(config: Config, cluster: str, accounts: list[Account]) -> list[ProbeResult]:
+    from qcc.credentials.command import COMMAND_TIMEOUT
+    from qcc.credentials.keeper import source_for
     from qcc.errors import CredentialError
-    from qcc.health.probe import ProbeResult, check_once
+    from qcc.health.probe import ProbeResult, check_member
     from qcc.net.client import UpstreamClient
     from qcc.routing.classify import Outcome
 
     async def one(account: Account) -> ProbeResult:
-        try:
-            header = account.credential.header()
-        except CredentialError as exc:
-            return ProbeResult(Outcome.AUTH_FAILED, str(exc))
-        return await check_once(client, account, header, config.health.probe_timeout)
+        # A command is run, an OAuth2 token fetched, here and now: no proxy needed.
+        source = source_for(account.credential, cluster, account.name)
+        header = None
+        if source is None:
+            try:
+                header = account.credential.header()
+            except CredentialError as exc:
+                return ProbeResult(Outcome.AUTH_FAILED, str(exc))
+        timeout = config.health.probe_timeout
+        if source is not None and source.kind == "command":
+            timeout += COMMAND_TIMEOUT  # the command's own bound comes first
+        return await check_member(client, account, source, header, timeout)
 
     client = UpstreamClient()  # the proxy's own HTTP path: same proxies, same TLS
     try:
@@ -186,7 +195,7 @@ def check(
     config = state.store().load()
     chosen = config.cluster(cluster)
     accounts = [a for a in chosen.accounts if a.enabled]
-    results = asyncio.run(_check_all(config, accounts))
+    results = asyncio.run(_check_all(config, chosen.name, accounts))
     rows: list[dict[str, Any]] = []
     for account, result in zip(accounts, results, strict=True):
         rows.append(

@@ -98,6 +98,8 @@ def serving_problems(cluster: Cluster) -> list[str]:
                 f"'qcc account enable {account.name} --cluster {cluster.name}'"
             )
             continue
+        if account.credential.dynamic:
+            return []  # fetched once the proxy runs (a failure makes the account auth_failed)
         try:
             account.credential.header()
         except CredentialError as exc:

@@ -253,8 +253,9 @@ def models_text(models: Mapping[str, str]) -> str:
 
 
 def credential_dict(credential: Credential) -> dict[str, str]:
-    """``{"kind", "value"}`` with the value masked (env var names are shown as ``$NAME``)."""
-    return {"kind": credential.kind, "value": credential.masked()}
+    """``{"kind", "value", "source"}`` with the value masked (env var names are shown as
+    ``$NAME``); ``source`` is ``inline``, ``env:VAR``, ``command`` or ``oauth``."""
+    return {"kind": credential.kind, "value": credential.masked(), "source": credential.source}
 
 
 def account_dict(cluster: str, account: Account) -> dict[str, Any]:

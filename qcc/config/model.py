@@ -12,7 +12,16 @@ from qcc.routing.rules import Rule
 from qcc.usage.pricing import Price
 
 STRATEGIES = ("priority", "round-robin", "weighted", "least-latency")
-CREDENTIAL_KINDS = ("api_key", "auth_token", "api_key_env", "auth_token_env")
+CREDENTIAL_KINDS = (
+    "api_key",
+    "auth_token",
+    "api_key_env",
+    "auth_token_env",
+    "api_key_command",
+    "auth_token_command",
+)
+OAUTH_HEADERS = ("authorization", "x-api-key")
+DEFAULT_CREDENTIAL_TTL = 300.0
 PROBE_MODES = ("auto", "count_tokens", "models", "message")
 
 
@@ -71,25 +80,83 @@ def check_header_value(value: str, source: str) -> None:
         raise CredentialError(f"{source} {problem}")
 
 
+# ---- credentials (issue 15: sources that live elsewhere and change) ---------------------
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """An account's OAuth2 token endpoint: the refresh grant (RFC 6749 §6) when a refresh token
+    is given, else the client-credentials grant (§4.4). The refresh token here is only the
+    *initial* one: rotated ones live in the state dir (:mod:`qcc.credentials.tokens`)."""
+
+    token_url: str
+    client_id: str
+    client_secret: str | None = field(default=None, repr=False)
+    client_secret_env: str | None = None
+    refresh_token: str | None = field(default=None, repr=False)
+    refresh_token_env: str | None = None
+    scope: str | None = None
+    header: str = "authorization"  # authorization (Bearer) | x-api-key
+
+    def secrets(self, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """Every secret of this table (inline or from the environment), to scrub text of."""
+        env = os.environ if environ is None else environ
+        found = (
+            self.client_secret,
+            self.refresh_token,
+            env.get(self.client_secret_env) if self.client_secret_env else None,
+            env.get(self.refresh_token_env) if self.refresh_token_env else None,
+        )
+        return tuple(s for s in found if s)
+
+
 @dataclass(frozen=True)
 class Credential:
-    """Exactly one way to authenticate an account. ``value`` is a secret or an env var name."""
+    """Exactly one way to authenticate an account. ``value`` is a secret, an env var name, a
+    shell command (``*_command``) or, for ``oauth``, the token URL (the table is ``oauth``)."""
 
     kind: str
     value: str = field(repr=False)
+    ttl: float = DEFAULT_CREDENTIAL_TTL  # seconds a command's output is used (``*_command``)
+    oauth: OAuthSettings | None = None
 
     @property
     def from_env(self) -> bool:
         return self.kind.endswith("_env")
 
     @property
+    def dynamic(self) -> bool:
+        """Fetched while the proxy runs (a command, or an OAuth2 token endpoint)."""
+        return self.kind.endswith("_command") or self.kind == "oauth"
+
+    @property
+    def source(self) -> str:
+        """Where the credential comes from: ``inline``, ``env:VAR``, ``command`` or ``oauth``."""
+        if self.from_env:
+            return f"env:{self.value}"
+        if self.kind.endswith("_command"):
+            return "command"
+        return "oauth" if self.kind == "oauth" else "inline"
+
+    @property
     def header_name(self) -> str:
+        if self.oauth is not None:
+            return self.oauth.header
         return "x-api-key" if self.kind.startswith("api_key") else "authorization"
 
     def masked(self) -> str:
-        """A display form that never reveals the secret (env var names are not secret)."""
+        """A display form that never reveals the secret (env var names are not secret; of a
+        command only its program is shown, of an OAuth2 endpoint its host)."""
         if self.from_env:
             return f"${self.value}"
+        if self.kind.endswith("_command"):
+            # The program only: never a leading VAR=value (VAULT_TOKEN=… vault kv get …).
+            words = [w for w in self.value.split() if "=" not in w]
+            program = words[0].rsplit("/", 1)[-1] if words else ""
+            return f"$({program} …)" if program else "$(…)"
+        if self.kind == "oauth":
+            host = self.value.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
+            return f"oauth {host}"
         return mask_secret(self.value)
 
     def secret(self, environ: Mapping[str, str] | None = None) -> str:
@@ -97,7 +164,12 @@ class Credential:
 
         Raises :class:`CredentialError` (never quoting the value) when it is missing or cannot
         be sent as a header value: ``credential from $VAR contains a control character``.
+        Dynamic kinds are fetched by :mod:`qcc.credentials`, never here.
         """
+        if self.dynamic:
+            raise CredentialError(
+                f"credential {self.kind} is fetched when it is used; see 'qcc account test'"
+            )
         if not self.from_env:
             check_header_value(self.value, f"credential {self.kind}")
             return self.value
@@ -112,10 +184,17 @@ class Credential:
 
     def header(self, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
         """The (name, value) header pair to send upstream."""
-        secret = self.secret(environ)
-        if self.header_name == "authorization":
-            return "authorization", f"Bearer {secret}"
-        return "x-api-key", secret
+        return header_for(self.header_name, self.secret(environ))
+
+
+def header_for(name: str, secret: str) -> tuple[str, str]:
+    """The header pair that carries ``secret``: ``x-api-key``, or ``authorization: Bearer``."""
+    if name == "authorization":
+        return "authorization", f"Bearer {secret}"
+    return "x-api-key", secret
+
+
+# ---- end of credentials ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

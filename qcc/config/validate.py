@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from qcc.config.keys import KEY_PREFIX, parse_stored
 from qcc.config.model import (
     CREDENTIAL_KINDS,
+    DEFAULT_CREDENTIAL_TTL,
+    OAUTH_HEADERS,
     PROBE_MODES,
     STRATEGIES,
     Account,
@@ -25,6 +27,7 @@ from qcc.config.model import (
     Credential,
     HealthSettings,
     MemberKey,
+    OAuthSettings,
     ProxySettings,
     RetrySettings,
     Timeouts,
@@ -173,12 +176,28 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str, object], str]:
     return check
 
 
+# ---- credentials --------------------------------------------------------------------------
+
+OAUTH_KEYS = (
+    "token_url",
+    "client_id",
+    "client_secret",
+    "client_secret_env",
+    "refresh_token",
+    "refresh_token_env",
+    "scope",
+    "header",
+)
+CREDENTIAL_KEYS = (*CREDENTIAL_KINDS, "oauth", "credential_ttl")
+
+
 def credential_from(location: str, table: Mapping[str, Any]) -> Credential:
-    present = [kind for kind in CREDENTIAL_KINDS if kind in table]
+    present = [kind for kind in (*CREDENTIAL_KINDS, "oauth") if kind in table]
     if not present:
         raise ConfigValidationError(
             location,
-            "needs a credential: set one of api_key, auth_token, api_key_env or auth_token_env",
+            "needs a credential: set one of api_key, auth_token, api_key_env, auth_token_env, "
+            "api_key_command, auth_token_command or an [oauth] table",
         )
     if len(present) > 1:
         raise ConfigValidationError(
@@ -186,21 +205,85 @@ def credential_from(location: str, table: Mapping[str, Any]) -> Credential:
         )
     kind = present[0]
     where = f"{location}.{kind}"
+    ttl = _get(table, location, "credential_ttl", DEFAULT_CREDENTIAL_TTL, _seconds)
+    if "credential_ttl" in table and not kind.endswith("_command"):
+        raise ConfigValidationError(
+            f"{location}.credential_ttl", "applies only to api_key_command or auth_token_command"
+        )
+    if kind == "oauth":
+        settings = _oauth(where, table[kind])
+        return Credential("oauth", settings.token_url, oauth=settings)
     value = _string(where, table[kind])
+    if kind.endswith("_command"):
+        if not value.strip():
+            raise ConfigValidationError(where, 'must be a shell command, e.g. "op read op://…"')
+        return Credential(kind, value, ttl=ttl)
     if kind.endswith("_env"):
-        if not ENV_NAME_RE.match(value):
-            what = (
-                "that looks like a key, not a variable name; put a key in "
-                f"{kind.removesuffix('_env')} instead"
-                if looks_like_secret(value)
-                else "must be the name of an environment variable, e.g. MY_API_KEY"
-            )
-            raise ConfigValidationError(where, what)
+        _env_name(where, value, kind.removesuffix("_env"))
     else:
         problem = header_value_problem(value)
         if problem is not None:
             raise ConfigValidationError(where, problem)
     return Credential(kind, value)
+
+
+def _env_name(where: str, value: str, inline: str) -> None:
+    if not ENV_NAME_RE.match(value):
+        what = (
+            f"that looks like a key, not a variable name; put a key in {inline} instead"
+            if looks_like_secret(value)
+            else "must be the name of an environment variable, e.g. MY_API_KEY"
+        )
+        raise ConfigValidationError(where, what)
+
+
+def _oauth(location: str, value: object) -> OAuthSettings:
+    """``[clusters.C.accounts.A.oauth]``: token_url, client_id, one client secret (inline or
+    env) or none, at most one refresh token (none: the client-credentials grant)."""
+    table = _table(location, value)
+    _no_unknown(location, table, OAUTH_KEYS)
+    for key in ("token_url", "client_id"):
+        if key not in table:
+            raise ConfigValidationError(f"{location}.{key}", "is missing")
+    url = _string(f"{location}.token_url", table["token_url"])
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigValidationError(
+            f"{location}.token_url", "must be an http(s) URL, e.g. https://sso.example.com/token"
+        )
+    if parts.username or parts.password:
+        raise ConfigValidationError(
+            f"{location}.token_url",
+            "must not contain a user name or password; use client_id and client_secret",
+        )
+    found: dict[str, str] = {}
+    for pair in (("client_secret", "client_secret_env"), ("refresh_token", "refresh_token_env")):
+        given = [key for key in pair if key in table]
+        if len(given) > 1:
+            raise ConfigValidationError(
+                location, f"has both {given[0]} and {given[1]}; keep exactly one"
+            )
+        for key in given:
+            where = f"{location}.{key}"
+            text = _string(where, table[key])
+            if key.endswith("_env"):
+                _env_name(where, text, key.removesuffix("_env"))
+            elif (problem := header_value_problem(text)) is not None:
+                raise ConfigValidationError(where, problem)
+            found[key] = text
+    return OAuthSettings(
+        token_url=url,
+        client_id=_string(f"{location}.client_id", table["client_id"]),
+        client_secret=found.get("client_secret"),
+        client_secret_env=found.get("client_secret_env"),
+        refresh_token=found.get("refresh_token"),
+        refresh_token_env=found.get("refresh_token_env"),
+        scope=_get(table, location, "scope", None, _string),
+        header=_get(table, location, "header", "authorization", _one_of(OAUTH_HEADERS)),
+    )
+
+
+# ---- end of credentials -------------------------------------------------------------------
 
 
 def _models(location: str, value: object) -> Mapping[str, str]:
@@ -213,7 +296,7 @@ def _models(location: str, value: object) -> Mapping[str, str]:
 
 ACCOUNT_KEYS = (
     "base_url",
-    *CREDENTIAL_KINDS,
+    *CREDENTIAL_KINDS[:4],
     "weight",
     "priority",
     "enabled",
@@ -224,6 +307,7 @@ ACCOUNT_KEYS = (
     "proxy",
     "ca_file",
     "max_connections",
+    *CREDENTIAL_KEYS[4:],  # fetched credentials (issue 15)
 )
 
 

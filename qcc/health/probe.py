@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 from qcc.config.model import Account
+from qcc.credentials.source import CredentialSource
+from qcc.errors import CredentialError
 from qcc.net.client import UpstreamClient, render_head
 from qcc.net.errors import ConnectTimeout, UpstreamError
 from qcc.routing.classify import Outcome, classify_status
@@ -135,3 +137,50 @@ async def check_once(
         404,
         loop.time() - started,
     )
+
+
+async def credential_for(
+    source: CredentialSource | None,
+    header: tuple[str, str] | None,
+    timeout: float,  # noqa: ASYNC109
+) -> tuple[str, str] | ProbeResult:
+    """The header a probe sends: the static one, or the source's (fetched first when stale,
+    within ``timeout``). A :class:`ProbeResult` saying why when there is none."""
+    if source is None:
+        if header is None:
+            return ProbeResult(Outcome.AUTH_FAILED, "no usable credential")
+        return header
+    try:
+        return await source.fresh(asyncio.get_running_loop().time(), timeout)
+    except TimeoutError:
+        return ProbeResult(Outcome.TIMEOUT, f"credential not fetched within {timeout:g}s")
+    except CredentialError as exc:
+        return ProbeResult(Outcome.AUTH_FAILED, f"credential: {exc}")
+
+
+async def check_member(
+    client: UpstreamClient,
+    account: Account,
+    source: CredentialSource | None,
+    header: tuple[str, str] | None,
+    timeout: float,  # noqa: ASYNC109
+) -> ProbeResult:
+    """Probe an account with its credential from wherever it comes (refreshed when due, and
+    fetched again once if the account refuses it); fetches and probes share ``timeout``."""
+    if source is None and header is not None:
+        return await check_once(client, account, header, timeout)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    credential = await credential_for(source, header, timeout)
+    if isinstance(credential, ProbeResult):
+        return credential
+    result = await check_once(client, account, credential, max(deadline - loop.time(), 0.001))
+    if result.outcome is not Outcome.AUTH_FAILED or source is None:
+        return result
+    try:  # refused: fetched again once (shared with traffic's refetch), then probed with it
+        again = await source.refetch(credential, loop.time(), max(deadline - loop.time(), 0.001))
+    except (CredentialError, TimeoutError):
+        return result
+    if again == credential:
+        return result
+    return await check_once(client, account, again, max(deadline - loop.time(), 0.001))

@@ -16,6 +16,7 @@ from qcc.accounts.member import Member
 from qcc.proxy.messages import error_body
 from qcc.proxy.metrics import REGISTRY_KEY, render
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
+from qcc.redact import scrub
 from qcc.routing.ratelimit import headroom
 
 JSON = "application/json"
@@ -81,6 +82,7 @@ def member_document(member: Member, now: float, wall_now: float) -> dict[str, An
         "usage": stats.usage.as_dict(),
         "cache_read_share": stats.usage.cache_read_share,
         **limits_and_spend(member, wall_now),
+        "credential": credential_document(member),
         "transitions": [
             {
                 "at": wall_now - (now - t.at),
@@ -91,6 +93,22 @@ def member_document(member: Member, now: float, wall_now: float) -> dict[str, An
             for t in list(health.transitions)[-5:]
         ],
     }
+
+
+def credential_document(member: Member) -> dict[str, Any]:
+    """Where the account's credential comes from; for fetched ones, when the current value
+    expires (unix time) and how the last refresh went. Never the secret."""
+    doc: dict[str, Any] = {"source": member.account.credential.source}
+    source = member.source
+    if source is not None:
+        doc |= {
+            "expires": source.expires,
+            "last_refresh": source.last_refresh,
+            "last_refresh_ms": None if source.last_ms is None else round(source.last_ms, 1),
+            "last_result": scrub(source.last_result(), member.secrets()),
+            "refreshes": source.fetches,
+        }
+    return doc
 
 
 def limits_and_spend(member: Member, wall_now: float) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 Inside :func:`lifecycle`, before ``yield``: the :class:`UpstreamClient` (traffic and health
 probes share it: one HTTP path, same proxies and TLS), the :class:`Runtime`, the health monitor
-task, the config watcher task and the usage ledger (its recorder's writer thread). After
-``yield``: the tasks are cancelled and awaited, the ledger commits what is pending and its thread
-is joined (off the loop), then the client is closed. Nothing outlives the app.
+task, the config watcher task, the credential keeper (fetched credentials: first fetch awaited,
+bounded by the connect timeout, then refreshed before they expire) and the usage ledger (its
+recorder's writer thread). After ``yield``: the tasks are cancelled and awaited, the ledger
+commits what is pending and its thread is joined (off the loop), then the client is closed.
+Nothing outlives the app.
 
 Every request first passes :func:`edge` (the rules of :mod:`qcc.proxy.guard`): Host and Origin,
 the normalised target, and for API requests the access key, the body read within
@@ -29,6 +31,7 @@ from qcc.accounts.monitor import HealthMonitor
 from qcc.accounts.pool import AccountPool
 from qcc.config.model import Config
 from qcc.config.store import ConfigStore
+from qcc.credentials import keeper as credentials
 from qcc.net.client import UpstreamClient
 from qcc.proxy import admin, metrics, probing, ui, usage
 from qcc.proxy.forward import handle_api
@@ -236,7 +239,11 @@ def create_app(
             app[ui.DASHBOARD_KEY].monitor = health_monitor  # for "probe now"
         if store is not None:
             tasks.append(_owned(watch_config(runtime, store, reload_interval), "qcc-config-watch"))
+        # Credentials fetched while running (commands, OAuth2): refreshed before they expire.
+        keeper = credentials.keep_fresh(pool.sources, changed=pool.credentials_changed)
+        tasks.append(_owned(keeper, "qcc-credentials"))
         try:
+            await credentials.prime(pool.sources(), config.timeouts.connect)
             if persist_usage:  # before the first request, so every one is recorded
                 prices = price_table(config.pricing)
                 runtime.ledger = await usage.open_ledger(usage_db_path(), prices, pool, time.time())

@@ -1,7 +1,10 @@
 """Forwarding one client request: select account → build its request → send → relay or fail over.
 
 The order is the lesson of the tools before qcc: every per-account setting (credential, model
-rename, base URL) is read from the account *selected for this attempt*.
+rename, base URL) is read from the account *selected for this attempt*. A credential fetched
+while running (command, OAuth2) is made fresh first if it is stale (one shared refresh, bounded
+by the connect timeout); a 401/403 from such an account fetches it again once, and the request
+may go to the same account once more with the new one.
 
 A plain response is *committed* when its head goes to the client; a stream when its first content
 (``content_block_delta``, or ``message_delta``/``message_stop`` for an empty answer) does: until
@@ -30,6 +33,8 @@ from multidict import CIMultiDict
 
 from qcc.accounts.member import Member
 from qcc.accounts.observe import Observation, Source
+from qcc.credentials.source import CredentialSource
+from qcc.errors import CredentialError
 from qcc.net.client import render_head
 from qcc.net.connection import Response
 from qcc.net.errors import ConnectTimeout, UpstreamError
@@ -106,6 +111,12 @@ class Done:
 class Exchange:
     """The life of one client request across one or more attempts."""
 
+    # A 401/403 from an account whose credential is fetched (command, OAuth2): the answer and
+    # the header it refused, until the credential is fetched again (once per request). Class
+    # defaults: nothing is set per request unless it happens.
+    refused: tuple[Response, ErrorAnswer, tuple[str, str]] | None = None
+    refetched = False
+
     def __init__(self, runtime: Runtime, request: web.Request, body: bytes) -> None:
         self.rt = runtime
         self.request = request
@@ -151,6 +162,8 @@ class Exchange:
                 result = outcome
                 break
             self.failures.append(outcome)
+            if self.refused is not None and await self._refetched(member):
+                tried.discard(member.name)  # the same account may serve it, once, with the new one
         duration = loop.time() - started
         if result is None:
             self.usage = {}  # a failed attempt's usage is not this request's
@@ -191,7 +204,13 @@ class Exchange:
 
     async def attempt(self, member: Member) -> Done | Failure:
         rt, loop = self.rt, asyncio.get_running_loop()
-        assert member.header is not None
+        header = member.header
+        if member.source is not None and loop.time() >= member.source.stale_at:
+            fresh = await self._fresh_header(member, member.source)
+            if isinstance(fresh, Failure):
+                return fresh
+            header = fresh
+        assert header is not None
         account = member.account
         client = rt.client
         origin = client.route(account)
@@ -203,7 +222,7 @@ class Exchange:
             method,
             origin.prefix + self.request[TARGET],
             origin.host_header,
-            upstream_headers(self.request.headers, member.header, identity=self.stream),
+            upstream_headers(self.request.headers, header, identity=self.stream),
             len(data),
         )
         timeouts = rt.config.timeouts
@@ -230,6 +249,13 @@ class Exchange:
                 )
                 outcome, prefix, rule = answer.outcome, answer.prefix, answer.rule
                 if fails_over(outcome):
+                    if (
+                        outcome is Outcome.AUTH_FAILED
+                        and member.source is not None
+                        and not self.refetched
+                    ):  # the credential may have changed: fetch it again, then decide
+                        self.refused = (upstream, answer, header)
+                        return Failure(member.name, outcome, answer.reason, answer.status)
                     return self._failed_answer(member, upstream, answer)
             headers = downstream_headers(upstream.pairs)
             ctype = headers.get("content-type", "")
@@ -265,6 +291,37 @@ class Exchange:
                 rt.pool.end_trial(member, loop.time())
             if upstream is not None:
                 upstream.release() if upstream.at_eof() else upstream.close()
+
+    async def _fresh_header(
+        self, member: Member, source: CredentialSource
+    ) -> tuple[str, str] | Failure:
+        """The account's credential, fetched first if it is stale (bounded by the connect
+        timeout; the fetch itself reports a failure to the account's health)."""
+        limit = self.rt.config.timeouts.connect
+        try:
+            return await source.fresh(asyncio.get_running_loop().time(), limit)
+        except TimeoutError:
+            reason = f"credential still being fetched after {limit:g}s"
+            return Failure(member.name, Outcome.TIMEOUT, reason)
+        except CredentialError as exc:
+            return Failure(member.name, Outcome.AUTH_FAILED, f"credential: {exc}")
+
+    async def _refetched(self, member: Member) -> bool:
+        """After a 401/403: whether a new credential was fetched (one run shared by every
+        request refused meanwhile). If not, the refusal is reported as it would have been."""
+        refused, self.refused = self.refused, None
+        assert refused is not None and member.source is not None
+        upstream, answer, used = refused
+        self.refetched = True
+        limit = self.rt.config.timeouts.connect
+        try:
+            now = asyncio.get_running_loop().time()
+            if await member.source.refetch(used, now, limit) != used:
+                return True
+        except (TimeoutError, CredentialError):
+            pass  # the refresh reported its own failure to the account's health
+        self._failed_answer(member, upstream, answer)
+        return False
 
     def _fail(
         self,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from qcc.accounts.member import Member
 from qcc.accounts.monitor import Probe
 from qcc.accounts.observe import Observation, Source
-from qcc.health.probe import ProbeResult, check_once
+from qcc.health.probe import ProbeResult, check_member
 from qcc.proxy.runtime import Runtime
 
 
@@ -27,9 +27,10 @@ def prober(runtime: Runtime) -> Probe:
     """The probe callable for :class:`qcc.accounts.monitor.HealthMonitor`."""
 
     async def probe(member: Member) -> Observation:
-        assert member.header is not None  # the monitor probes only accounts with a credential
         timeout = runtime.config.health.probe_timeout
-        result = await check_once(runtime.client, member.account, member.header, timeout)
+        result = await check_member(
+            runtime.client, member.account, member.source, member.header, timeout
+        )
         return observation(result)
 
     return probe
