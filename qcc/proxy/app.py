@@ -37,6 +37,7 @@ from qcc.proxy.messages import error_body
 from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 from qcc.routing.budget import RetryBudget
+from qcc.shared.settings import target as shared_target
 from qcc.usage.pricing import price_table
 from qcc.usage.store import usage_db_path
 
@@ -188,6 +189,7 @@ def create_app(
     """
     listen_host = host or config.proxy.host
     config.cluster(cluster_name)  # fail early on an unknown cluster
+    shared = shared_target(config.shared)  # [shared] or QCC_REDIS_URL; None: not shared
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
@@ -215,6 +217,13 @@ def create_app(
             if persist_usage:  # before the first request, so every one is recorded
                 prices = price_table(config.pricing)
                 runtime.ledger = await usage.open_ledger(usage_db_path(), prices, pool, time.time())
+            if shared is not None:  # after the ledger's seeds; redis is imported only here
+                from qcc.shared import sync
+
+                runtime.shared = await sync.start(pool, shared)
+                if runtime.ledger is not None:
+                    runtime.ledger.shared = runtime.shared
+                tasks.append(_owned(runtime.shared.run(), "qcc-shared-sync"))
             if on_ready is not None:
                 on_ready(runtime)
             yield
@@ -224,6 +233,10 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if runtime.shared is not None:
+                from qcc.shared import sync
+
+                await sync.stop(runtime.shared)
             if runtime.ledger is not None:
                 await usage.close_ledger(runtime.ledger)
             client.close()

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -22,6 +23,9 @@ from qcc.proxy.guard import EdgePolicy
 from qcc.proxy.usage import Ledger
 from qcc.routing.budget import RetryBudget
 from qcc.usage.pricing import price_table
+
+if TYPE_CHECKING:
+    from qcc.shared.sync import SharedSync
 
 
 @dataclass(eq=False)
@@ -39,6 +43,7 @@ class Runtime:
     listen_host: str = "127.0.0.1"  # where the proxy listens (the bind rule is checked on reload)
     edge: EdgePolicy = field(init=False)  # Host/Origin rules, rebuilt with each config
     ledger: Ledger | None = None  # records usage and cost (None: not persisted, e.g. the demo)
+    shared: SharedSync | None = None  # [shared]: the pool shared through Redis (qcc.shared)
 
     def __post_init__(self) -> None:
         self.edge = EdgePolicy(self.config.proxy, self.listen_host)

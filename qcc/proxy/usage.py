@@ -16,12 +16,16 @@ import re
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qcc.accounts.member import Member
 from qcc.accounts.pool import AccountPool
 from qcc.usage.budget import day_start, month_start
 from qcc.usage.pricing import PriceTable
 from qcc.usage.store import UsageRecorder, UsageStore
+
+if TYPE_CHECKING:
+    from qcc.shared.sync import SharedSync
 
 log = logging.getLogger("qcc.usage")
 
@@ -58,6 +62,7 @@ class Ledger:
     def __init__(self, recorder: UsageRecorder, pool: AccountPool) -> None:
         self.recorder = recorder
         self.pool = pool
+        self.shared: SharedSync | None = None  # [shared]: usage and spend counted team-wide
 
     def record(
         self, member: Member, body: bytes, usage: Mapping[str, int], now: float, wall_now: float
@@ -71,6 +76,8 @@ class Ledger:
         if renames:
             model = renames.get(model, model)
         cost = self.recorder.add(wall_now, self.pool.cluster.name, member.name, model, usage)
+        if self.shared is not None:
+            self.shared.add(member.name, usage, cost or 0.0)
         if cost:
             self.pool.add_spend(member, cost, now, wall_now)
 
