@@ -1,0 +1,71 @@
+"""A proxy app with ``[shared]``, in-process: served on local state while Redis is unreachable,
+and its ``/health`` and ``/accounts/stats`` saying so."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from e2e import free_port
+from proxyharness import MakeHarness, harness_factory
+from redisfixture import RedisServer, redis_server_fixture  # noqa: F401
+
+from qcc.routing.sticky import HEADER
+
+BODY = {"model": "claude-test", "max_tokens": 8, "messages": [{"role": "user", "content": "x"}]}
+
+
+@pytest.fixture
+def make(aiohttp_server: Any, aiohttp_client: Any) -> MakeHarness:
+    return harness_factory(aiohttp_server, aiohttp_client)
+
+
+async def test_redis_unreachable_requests_are_served_and_health_says_down(
+    make: MakeHarness,
+) -> None:
+    shared = {"redis_url": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens there
+    h = await make("main", sticky=True, extra={"shared": shared})
+    started = time.monotonic()
+    for n in range(5):
+        response = await h.client.post("/v1/messages", json=BODY, headers={HEADER: f"s{n}"})
+        assert response.status == 200
+    assert time.monotonic() - started < 1.0  # no request waited on Redis
+    health = await (await h.client.get("/health")).json()
+    assert health["shared"] == "down" and health["status"] == "healthy"
+    stats = await (await h.client.get("/accounts/stats")).json()
+    assert stats["shared"]["state"] == "down"
+    assert stats["shared"]["redis"] == shared["redis_url"]
+
+
+async def test_health_has_no_shared_field_without_shared(make: MakeHarness) -> None:
+    h = await make("main")
+    assert "shared" not in await (await h.client.get("/health")).json()
+    assert "shared" not in await (await h.client.get("/accounts/stats")).json()
+    assert h.runtime.shared is None and h.runtime.pool.listener is None
+
+
+async def test_a_session_served_here_is_written_for_the_other_instances(
+    make: MakeHarness, redis_server: RedisServer
+) -> None:
+    h = await make("main", "spare", sticky=True, extra={"shared": {"redis_url": redis_server.url}})
+    assert (await (await h.client.get("/health")).json())["shared"] == "ok"
+    response = await h.client.post("/v1/messages", json=BODY, headers={HEADER: "conv-1"})
+    assert response.status == 200
+    shared = h.runtime.shared
+    assert shared is not None
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        key = shared.keys.sticky("conv-1")
+        deadline = time.monotonic() + 1.0
+        while (value := await client.get(key)) is None:  # written within a tick
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert value == b"main"
+        assert 0 < await client.ttl(key) <= 3600
+    finally:
+        await client.aclose()
+    stats = await (await h.client.get("/accounts/stats")).json()
+    assert [i["id"] for i in stats["shared"]["instances"]] == [shared.id]
