@@ -3,9 +3,9 @@
 Starts the fast fake upstream (core 1), then per event loop (``--loop``: uvloop, asyncio, both)
 the minimal pass-through and qcc on that loop (core 0), and loads one target at a time (direct =
 straight at the upstream, measured once) with wrk or bench/client.py from core 1: warm-up,
-repetitions, medians. S5 (failover), S6 (100 accounts) and S7 (qcc with [shared] on a local
-redis-server, bench/shared.py) start their own qcc processes
-(bench/scenarios.py). Prints a Markdown table of ratios per loop and saves it (and, with
+repetitions, medians. S5 (failover) and S6 (100 accounts) start their own qcc processes
+(bench/scenarios.py), and so does S7 (qcc with [shared] on a local redis-server, bench/shared.py).
+Prints a Markdown table of ratios per loop and saves it (and, with
 ``--json``, the raw numbers) under bench/results/.
 """
 

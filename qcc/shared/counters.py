@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# KEYS: batch marker, usage of the day, spend of the day, spend of the month.
+# KEYS: batch marker, usage of the day, spend of the day, spend of the month, gen:spend.
 # ARGV: marker ttl, day ttl, month ttl, number of token fields, then field/value pairs of tokens,
 # then field/value pairs of USD.
 APPLY = """
@@ -36,6 +36,8 @@ end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[2])
 redis.call('EXPIRE', KEYS[4], ARGV[3])
+redis.call('INCR', KEYS[5])
+redis.call('EXPIRE', KEYS[5], ARGV[1])
 return 1
 """
 

@@ -31,6 +31,7 @@ class Keys:
     def __init__(self, cluster: str) -> None:
         self.prefix = prefix = f"qcc:{cluster}:"
         self.instances = f"{prefix}instances"
+        self.gens = (f"{prefix}gen:verdicts", f"{prefix}gen:limits", f"{prefix}gen:spend")
 
     def verdict(self, account: str) -> str:
         return f"{self.prefix}verdict:{account}"

@@ -48,6 +48,7 @@ from qcc.shared import keys as K
 from qcc.shared.client import ERRORS, SharedClient
 from qcc.shared.counters import APPLY, Batch, Counters, account_field, key_field
 from qcc.shared.facts import SHARED_STATES, Announced, Verdict, decode_announced, decode_verdict
+from qcc.shared.reads import LIMITS_EVERY, READ, parse
 from qcc.shared.settings import Target
 
 log = logging.getLogger("qcc.shared")
@@ -81,6 +82,9 @@ class SharedSync:
         self._limits_at: dict[str, float] = {}  # unix s of the newest limits known per account
         self._adopted: dict[str, tuple[str, float]] = {}  # account -> (by, at) of its verdict
         self._wake = asyncio.Event()
+        self._gens: tuple[str, str, str] | None = None  # generations last read (None: read all)
+        self._limits_read = -LIMITS_EVERY  # loop time limits were last read
+        self._raw: dict[tuple[str, str], bytes | None] = {}  # (kind, account) -> value last seen
 
     # ---- PoolListener ---------------------------------------------------------------------
 
@@ -165,16 +169,16 @@ class SharedSync:
         verdicts, sessions = dict(self._verdicts), dict(self._sessions)
         limits = self._limits_to_send(wall_now)
         batch = self.counters.freeze(wall_now)
+        loop_now = asyncio.get_running_loop().time()
+        limits_due = loop_now - self._limits_read >= LIMITS_EVERY
         pipe = client.redis.pipeline(transaction=False)
         self._writes(pipe, verdicts, sessions, limits, batch, wall_now)
-        pipe.mget([self.keys.verdict(n) for n in names] or ["-"])
-        pipe.mget([self.keys.limits(n) for n in names] or ["-"])
-        pipe.hgetall(self.keys.day("spend", wall_now))
-        pipe.hgetall(self.keys.month(wall_now))
+        self._read(pipe, names, limits_due, wall_now)
         try:
             async with asyncio.timeout(TICK_TIMEOUT):
                 replies = await pipe.execute()
         except ERRORS as exc:
+            self._gens = None  # Redis may come back empty: read everything again
             was_up = client.up
             client.failed(exc)
             if was_up:
@@ -190,12 +194,21 @@ class SharedSync:
             log.info("shared state: Redis at %s is reachable again", client.target.shown)
         client.ok()
         self._sent(verdicts, sessions, limits, batch)
-        verdict_raw, limits_raw, day, month = replies[-4:]
-        instances = replies[-5]
-        loop_now = asyncio.get_running_loop().time()
-        self._adopt_verdicts(names, verdict_raw, loop_now, time.time())
-        self._adopt_limits(names, limits_raw, loop_now, time.time())
-        self._adopt_spend(day, month, loop_now, time.time())
+        snapshot = parse(replies[-1])
+        verdicts_gen, limits_gen, spend_gen = snapshot.gens
+        if limits_due:
+            self._limits_read = loop_now
+        else:  # not read: the generation last read still stands
+            limits_gen = "" if self._gens is None else self._gens[1]
+        self._gens = (verdicts_gen, limits_gen, spend_gen)
+        loop_now, wall_now = asyncio.get_running_loop().time(), time.time()
+        if snapshot.verdicts is not None:
+            self._adopt_verdicts(names, snapshot.verdicts, loop_now, wall_now)
+        if snapshot.limits is not None:
+            self._adopt_limits(names, snapshot.limits, loop_now, wall_now)
+        if snapshot.day is not None and snapshot.month is not None:
+            self._adopt_spend(snapshot.day, snapshot.month, loop_now, wall_now)
+        instances = replies[-2]
         live = wall_now - K.HEARTBEAT_LIVE
         self.instances = [(i.decode(), s) for i, s in instances if s >= live]
         return True
@@ -228,22 +241,43 @@ class SharedSync:
                 pipe.set(keys.verdict(name), verdict.encode(), px=ttl)
         for name, announced in limits.items():
             pipe.set(keys.limits(name), announced.encode(), ex=K.LIMITS_TTL)
+        for gen, written in zip(keys.gens, (verdicts, limits), strict=False):
+            if written:
+                pipe.incr(gen)
+                pipe.expire(gen, K.BATCH_TTL)
         for session, account in sessions.items():
             pipe.set(keys.sticky(session), account, ex=K.STICKY_TTL)
         if batch is not None:  # EVAL, not EVALSHA: no extra round trip to load the script
             pipe.eval(
                 APPLY,
-                4,
+                5,
                 keys.batch(batch.id),
                 keys.day("usage", batch.wall),
                 keys.day("spend", batch.wall),
                 keys.month(batch.wall),
+                keys.gens[2],
                 *batch.args(K.BATCH_TTL, K.DAY_TTL, K.MONTH_TTL),
             )
         pipe.zadd(keys.instances, {self.id: wall_now})
         pipe.zremrangebyscore(keys.instances, "-inf", wall_now - K.INSTANCE_TTL)
         pipe.expire(keys.instances, K.INSTANCE_TTL)
         pipe.zrange(keys.instances, 0, -1, withscores=True)
+
+    def _read(self, pipe: Pipeline, names: list[str], limits_due: bool, wall_now: float) -> None:
+        keys = self.keys
+        seen = self._gens or ("", "", "")
+        pipe.eval(
+            READ,
+            5 + 2 * len(names),
+            *keys.gens,
+            keys.day("spend", wall_now),
+            keys.month(wall_now),
+            *(keys.verdict(n) for n in names),
+            *(keys.limits(n) for n in names),
+            *seen,
+            len(names),
+            1 if limits_due else 0,
+        )
 
     def _sent(
         self,
@@ -267,10 +301,20 @@ class SharedSync:
 
     # ---- reads -------------------------------------------------------------------------------
 
+    def _unchanged(self, kind: str, name: str, raw: bytes | None) -> bool:
+        """Whether ``raw`` is what was read for ``name`` last time (not decoded again)."""
+        key = (kind, name)
+        if self._raw.get(key, b"") == raw:
+            return True
+        self._raw[key] = raw
+        return False
+
     def _adopt_verdicts(
         self, names: list[str], raws: list[Any], now: float, wall_now: float
     ) -> None:
         for name, raw in zip(names, raws, strict=False):
+            if self._unchanged("verdict", name, raw):
+                continue
             verdict = decode_verdict(raw)
             if verdict is None or verdict.by == self.id:
                 continue
@@ -285,6 +329,8 @@ class SharedSync:
     def _adopt_limits(self, names: list[str], raws: list[Any], now: float, wall_now: float) -> None:
         pool = self.pool
         for name, raw in zip(names, raws, strict=False):
+            if self._unchanged("limits", name, raw):
+                continue
             announced = decode_announced(raw)
             if announced is None or announced.by == self.id:
                 continue
@@ -298,15 +344,13 @@ class SharedSync:
             pool.note_limits(member, announced.limits, now, wall_now)
 
     def _adopt_spend(
-        self, day: dict[bytes, bytes], month: dict[bytes, bytes], now: float, wall_now: float
+        self, day: dict[str, float], month: dict[str, float], now: float, wall_now: float
     ) -> None:
         """The team's spend today and this month; each account's budget judged on it."""
-        totals: dict[str, tuple[float, float]] = {}
-        for field, value in day.items():
-            totals[field.decode()] = (float(value), 0.0)
-        for field, value in month.items():
-            name = field.decode()
-            totals[name] = (totals.get(name, (0.0, 0.0))[0], float(value))
+        totals = {name: (usd, month.get(name, 0.0)) for name, usd in day.items()}
+        for name, usd in month.items():
+            if name not in totals:
+                totals[name] = (0.0, usd)
         self.team_spend = totals
         pool = self.pool
         for name, member in pool.members.items():
