@@ -71,3 +71,21 @@ def test_without_shared_redis_is_never_imported() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_qcc_health_names_the_live_instances() -> None:
+    from qcc.cli.health import shared_line
+
+    assert shared_line({"accounts": []}) is None
+    doc = {
+        "shared": {
+            "state": "ok",
+            "redis": "redis://***@cache:6379/0",
+            "instance": "gw1:7:ab12",
+            "instances": [{"id": "gw1:7:ab12", "seen_s_ago": 0.1}, {"id": "gw2:9:cd34"}],
+        }
+    }
+    assert shared_line(doc) == (
+        "shared via redis://***@cache:6379/0: ok; 2 live instance(s): "
+        "gw1:7:ab12 (this one), gw2:9:cd34"
+    )

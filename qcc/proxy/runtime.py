@@ -57,6 +57,10 @@ class Runtime:
         cluster = config.cluster(self.cluster_name)
         if config.retry != self.config.retry:
             self.budget = RetryBudget(config.retry)
+        if config.shared != self.config.shared:
+            logging.getLogger("qcc.proxy").warning(
+                "[shared] changed in config.toml; it takes effect when the proxy restarts"
+            )
         if self.ledger is not None and config.pricing != self.config.pricing:
             self.ledger.recorder.set_prices(price_table(config.pricing))
         self.config = config  # timeouts are read from it by every attempt

@@ -156,7 +156,11 @@ class SharedSync:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), TICK)
                 await asyncio.sleep(MIN_SPACING)
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # a bug or a foreign value must not end sharing silently
+                log.exception("shared state: a tick failed; retrying")
+                self.client.failed(exc)
             if not self.client.up:
                 await asyncio.sleep(self.client.backoff.current)
 
