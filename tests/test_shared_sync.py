@@ -154,7 +154,7 @@ async def test_a_batch_sent_again_after_a_lost_reply_counts_once(
     batch = s.counters.freeze(time.time())
     assert batch is not None
     keys = s.keys
-    names = [keys.batch(batch.id), keys.day("usage", batch.wall)]
+    names = [keys.batch(s.id), keys.day("usage", batch.wall)]
     names += [keys.day("spend", batch.wall), keys.month(batch.wall), keys.gens[2]]
     # Redis applied it, but the reply never came back: the batch stays pending...
     assert await s.client.redis.eval(APPLY, 5, *names, *batch.args(60, 60, 60)) == 1

@@ -2,9 +2,10 @@
 
 :meth:`Counters.add` costs a few dict updates per request (no I/O). Each tick :meth:`freeze`
 turns what is pending into a :class:`Batch` with a unique id; the batch is sent by :data:`APPLY`,
-a Lua script that applies it only if its id was never seen (``SET NX`` on a marker key), so a
-batch whose reply was lost (Redis died, a timeout) and that is sent again after the reconnect is
-counted once. Only a batch known applied is dropped; while one is unconfirmed, new requests add
+a Lua script that applies it only if its id is not the last one applied for this instance (one
+marker key per instance: an instance sends its batches one after the other), so a batch whose
+reply was lost (Redis died, a timeout) and that is sent again after the reconnect is counted
+once. Only a batch known applied is dropped; while one is unconfirmed, new requests add
 to the next batch. Nothing is lost while Redis is down: it waits here, in memory, until the
 reconnect (lost only if this process ends before Redis comes back; the local usage store has it).
 """
@@ -16,15 +17,16 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# KEYS: batch marker, usage of the day, spend of the day, spend of the month, gen:spend.
-# ARGV: marker ttl, day ttl, month ttl, number of token fields, then field/value pairs of tokens,
-# then field/value pairs of USD.
+# KEYS: this instance's batch marker, usage of the day, spend of the day, spend of the month,
+# gen:spend. ARGV: batch id, marker ttl, day ttl, month ttl, number of token fields, then
+# field/value pairs of tokens, then field/value pairs of USD.
 APPLY = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 0
 end
-local i = 5
-for _ = 1, tonumber(ARGV[4]) do
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
   redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
@@ -33,11 +35,11 @@ while i < #ARGV do
   redis.call('HINCRBYFLOAT', KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[3], ARGV[2])
-redis.call('EXPIRE', KEYS[4], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[4])
 redis.call('INCR', KEYS[5])
-redis.call('EXPIRE', KEYS[5], ARGV[1])
+redis.call('EXPIRE', KEYS[5], ARGV[2])
 return 1
 """
 
@@ -58,7 +60,7 @@ class Batch:
     usd: tuple[tuple[str, float], ...]  # ("a:main", 0.0012), ("k:ann", 0.0012)
 
     def args(self, marker_ttl: int, day_ttl: int, month_ttl: int) -> list[str | int | float]:
-        flat: list[str | int | float] = [marker_ttl, day_ttl, month_ttl, len(self.tokens)]
+        flat: list[str | int | float] = [self.id, marker_ttl, day_ttl, month_ttl, len(self.tokens)]
         for name, count in self.tokens:
             flat += (name, count)
         for name, usd in self.usd:

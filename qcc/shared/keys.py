@@ -50,5 +50,5 @@ class Keys:
     def month(self, wall_now: float) -> str:
         return f"{self.prefix}spend:{time.strftime('%Y-%m', time.localtime(wall_now))}"
 
-    def batch(self, batch_id: str) -> str:
-        return f"{self.prefix}batch:{batch_id}"
+    def batch(self, instance: str) -> str:
+        return f"{self.prefix}batch:{instance}"

@@ -255,7 +255,7 @@ class SharedSync:
             pipe.eval(
                 APPLY,
                 5,
-                keys.batch(batch.id),
+                keys.batch(self.id),
                 keys.day("usage", batch.wall),
                 keys.day("spend", batch.wall),
                 keys.month(batch.wall),
