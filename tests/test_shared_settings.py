@@ -61,6 +61,7 @@ def test_the_password_comes_from_its_env_var_and_is_never_shown() -> None:
     )
     assert shown("redis://:pw-in-url@cache:6379/0") == "redis://***@cache:6379/0"
     assert shown("redis://cache:6379/0") == "redis://cache:6379/0"
+    assert shown("rediss://cache:6380/0?password=pw-in-query") == "rediss://cache:6380/0"
     assert "pw-in-url" not in repr(SharedSettings("redis://:pw-in-url@cache:6379/0"))
 
 

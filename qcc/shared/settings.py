@@ -29,12 +29,13 @@ class Target:
 
 
 def shown(url: str) -> str:
-    """The URL without its user and password: ``redis://***@host:6379/0``."""
+    """The URL without its user, password or query (``?password=`` works too):
+    ``redis://***@host:6379/0``."""
     parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"***@{netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
 
 
 def target(settings: SharedSettings, environ: Mapping[str, str] | None = None) -> Target | None:
