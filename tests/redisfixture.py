@@ -23,10 +23,13 @@ class RedisServer:
     ``persistent``: an append-only file fsynced on every write, so a killed server comes back
     with everything it acknowledged."""
 
-    def __init__(self, binary: str, workdir: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, binary: str, workdir: Path, *, persistent: bool = False, password: str | None = None
+    ) -> None:
         self.binary = binary
         self.workdir = workdir
         self.persistent = persistent
+        self.password = password
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -39,7 +42,8 @@ class RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
             + (aof or ["--appendonly", "no"])
-            + ["--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+            + ["--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")]
+            + (["--requirepass", self.password] if self.password else []),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -55,7 +59,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from e2e import free_port
 from proxyharness import MakeHarness, harness_factory
-from redisfixture import RedisServer, redis_server_fixture  # noqa: F401
+from redisfixture import RedisServer, redis_binary, redis_server_fixture  # noqa: F401
 
 from qcc.routing.sticky import HEADER
 
@@ -69,3 +70,29 @@ async def test_a_session_served_here_is_written_for_the_other_instances(
         await client.aclose()
     stats = await (await h.client.get("/accounts/stats")).json()
     assert [i["id"] for i in stats["shared"]["instances"]] == [shared.id]
+
+
+async def test_a_password_from_its_env_var_is_used_and_never_shown(
+    make: MakeHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "team-redis-pw-4f9a2c"
+    server = RedisServer(redis_binary(), tmp_path, password=password)
+    server.start()
+    try:
+        monkeypatch.setenv("QCC_TEST_REDIS_PW", password)
+        shared = {"redis_url": server.url, "redis_password_env": "QCC_TEST_REDIS_PW"}
+        h = await make("main", extra={"shared": shared})
+        assert (await (await h.client.get("/health")).json())["shared"] == "ok"
+        stats = await (await h.client.get("/accounts/stats")).text()
+        assert '"state": "ok"' in stats and password not in stats
+    finally:
+        server.stop()
+    wrong = {"redis_url": f"redis://:not-{password}@127.0.0.1:{server.port}/0"}
+    server.start()
+    try:
+        h = await make("main", extra={"shared": wrong})
+        assert (await (await h.client.get("/health")).json())["shared"] == "down"
+        stats = await (await h.client.get("/accounts/stats")).text()
+        assert password not in stats and "redis://***@127.0.0.1" in stats
+    finally:
+        server.stop()
