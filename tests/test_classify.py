@@ -6,15 +6,21 @@ from email.utils import format_datetime
 import pytest
 
 from qcc.routing.classify import (
-    MAX_COOLDOWN,
     Outcome,
-    announced_reset,
     classify_answer,
     classify_status,
-    cooldown_seconds,
     counts_against_health,
     fails_over,
     rest_seconds,
+)
+from qcc.routing.ratelimit import (
+    MAX_COOLDOWN,
+    Headers,
+    cooldown_for_429,
+    parse_limits,
+    rest_after_429,
+    rest_when_exhausted,
+    retry_after,
 )
 
 WALL = 1_750_000_000.0  # a fixed "time.time()"
@@ -78,65 +84,49 @@ def test_outcome_values_are_strings() -> None:
 
 HTTP_DATE_IN_120 = format_datetime(datetime.fromtimestamp(WALL + 120, UTC), usegmt=True)
 HTTP_DATE_PAST = format_datetime(datetime.fromtimestamp(WALL - 120, UTC), usegmt=True)
+DEFAULT = 42.0  # the caller's rate_limit_default in these cases
+
+
+def cooldown(headers: Headers) -> float:
+    """What a 429 with ``headers`` cools its account for, the proxy's and the probe's way."""
+    return cooldown_for_429(
+        parse_limits(headers),
+        None if (ra := dict(headers).get("retry-after")) is None else retry_after(ra, WALL),
+        WALL,
+        DEFAULT,
+    )
 
 
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [
-        pytest.param({}, 42.0, id="nothing: default"),
-        pytest.param({"retry-after": "17"}, 17.0, id="retry-after seconds"),
-        pytest.param({"Retry-After": "17"}, 17.0, id="retry-after any case"),
-        pytest.param({"retry-after": " 2.5 "}, 2.5, id="retry-after fractional"),
+        pytest.param({"retry-after": "30"}, 30.0, id="retry-after seconds"),
         pytest.param({"retry-after": "0"}, 1.0, id="retry-after 0 clamps to 1"),
         pytest.param({"retry-after": "999999"}, MAX_COOLDOWN, id="retry-after clamps to a day"),
         pytest.param({"retry-after": HTTP_DATE_IN_120}, 120.0, id="retry-after HTTP-date"),
         pytest.param({"retry-after": HTTP_DATE_PAST}, 1.0, id="retry-after date in the past"),
-        pytest.param({"retry-after": "soon"}, 42.0, id="retry-after malformed"),
-        pytest.param({"retry-after": "-5"}, 42.0, id="retry-after negative"),
-        pytest.param({"retry-after": "inf"}, 42.0, id="retry-after infinite"),
-        pytest.param({"retry-after": "nan"}, 42.0, id="retry-after nan"),
+        pytest.param({"retry-after": "soon"}, None, id="retry-after malformed"),
+        pytest.param({"retry-after": "-5"}, None, id="retry-after negative"),
+        pytest.param({"retry-after": "inf"}, None, id="retry-after infinite"),
+        pytest.param({"retry-after": "nan"}, None, id="retry-after nan"),
+        pytest.param({}, None, id="nothing said: request-scoped"),
         pytest.param(
-            {"retry-after": "junk", "anthropic-ratelimit-unified-reset": str(int(WALL + 300))},
-            300.0,
-            id="malformed retry-after falls through",
-        ),
-        pytest.param(
-            {"retry-after": "5", "anthropic-ratelimit-unified-reset": str(int(WALL + 300))},
-            5.0,
-            id="retry-after wins",
-        ),
-        pytest.param(
-            {"anthropic-ratelimit-unified-reset": str(int(WALL + 3600))},
+            {
+                "retry-after": "5",
+                "anthropic-ratelimit-unified-5h-status": "rejected",
+                "anthropic-ratelimit-unified-5h-reset": str(int(WALL + 3600)),
+            },
             3600.0,
-            id="unified reset",
+            id="a rejected window outlasts retry-after",
         ),
         pytest.param(
             {
-                "anthropic-ratelimit-unified-5h-reset": str(int(WALL + 600)),
-                "anthropic-ratelimit-unified-7d-reset": str(int(WALL + 90000)),
-            },
-            600.0,
-            id="unified without statuses: soonest",
-        ),
-        pytest.param(
-            {
-                "anthropic-ratelimit-unified-5h-reset": str(int(WALL + 600)),
+                "retry-after": "5",
                 "anthropic-ratelimit-unified-5h-status": "allowed",
-                "anthropic-ratelimit-unified-7d-reset": str(int(WALL + 7200)),
-                "anthropic-ratelimit-unified-7d-status": "rejected",
+                "anthropic-ratelimit-unified-5h-reset": str(int(WALL + 3600)),
             },
-            7200.0,
-            id="unified: the rejected window",
-        ),
-        pytest.param(
-            {
-                "anthropic-ratelimit-unified-5h-reset": str(int(WALL + 600)),
-                "anthropic-ratelimit-unified-5h-status": "allowed_warning",
-                "anthropic-ratelimit-unified-7d-reset": str(int(WALL + 7200)),
-                "anthropic-ratelimit-unified-7d-status": "allowed",
-            },
-            600.0,
-            id="unified: all allowed, soonest",
+            5.0,
+            id="an open window: retry-after",
         ),
         pytest.param(
             {
@@ -146,25 +136,23 @@ HTTP_DATE_PAST = format_datetime(datetime.fromtimestamp(WALL - 120, UTC), usegmt
                 "anthropic-ratelimit-unified-5h-status": "rejected",
             },
             900.0,
-            id="unified: several rejected, wait for all",
+            id="several rejected: wait for all",
         ),
         pytest.param(
             {
-                "anthropic-ratelimit-unified-reset": "tomorrow",
-                "anthropic-ratelimit-requests-reset": iso(45),
+                "anthropic-ratelimit-unified-7d-status": "rejected",
+                "anthropic-ratelimit-unified-7d-reset": "2025-06-16T15:06:40Z",
             },
-            45.0,
-            id="malformed unified falls through",
+            datetime(2025, 6, 16, 15, 6, 40, tzinfo=UTC).timestamp() - WALL,
+            id="unified reset in RFC 3339",
         ),
         pytest.param(
-            {"anthropic-ratelimit-requests-reset": iso(30)},
-            30.0,
-            id="requests reset RFC 3339",
-        ),
-        pytest.param(
-            {"anthropic-ratelimit-tokens-reset": "2025-06-15T15:07:00+00:00"},
-            datetime(2025, 6, 15, 15, 7, tzinfo=UTC).timestamp() - WALL,
-            id="tokens reset with offset",
+            {
+                "anthropic-ratelimit-unified-5h-status": "rejected",
+                "anthropic-ratelimit-unified-5h-reset": "tomorrow",
+            },
+            None,
+            id="garbled reset: nothing said",
         ),
         pytest.param(
             {
@@ -172,48 +160,45 @@ HTTP_DATE_PAST = format_datetime(datetime.fromtimestamp(WALL - 120, UTC), usegmt
                 "anthropic-ratelimit-requests-remaining": "7",
                 "anthropic-ratelimit-input-tokens-reset": iso(50),
                 "anthropic-ratelimit-input-tokens-remaining": "0",
-                "anthropic-ratelimit-output-tokens-reset": iso(20),
-                "anthropic-ratelimit-output-tokens-remaining": "100",
             },
             50.0,
-            id="standard: the exhausted one",
+            id="API quota used up: its reset",
         ),
         pytest.param(
             {
                 "anthropic-ratelimit-requests-reset": iso(10),
                 "anthropic-ratelimit-requests-remaining": "7",
-                "anthropic-ratelimit-tokens-reset": iso(20),
-                "anthropic-ratelimit-tokens-remaining": "9",
             },
-            10.0,
-            id="standard: none exhausted, soonest",
+            None,
+            id="API quota with room: request-scoped",
         ),
         pytest.param(
-            {"anthropic-ratelimit-requests-reset": "not a date"},
-            42.0,
-            id="standard malformed",
-        ),
-        pytest.param(
-            {"anthropic-ratelimit-requests-reset": iso(-30)},
-            1.0,
-            id="reset already passed clamps to 1",
+            {
+                "anthropic-ratelimit-tokens-remaining": "0",
+                "anthropic-ratelimit-tokens-reset": iso(-30),
+            },
+            None,
+            id="a reset already passed says nothing",
         ),
     ],
 )
-def test_cooldown_seconds(headers: dict[str, str], expected: float) -> None:
-    assert cooldown_seconds(headers, WALL, 42.0) == pytest.approx(expected, abs=1e-6)
+def test_rest_after_429(headers: dict[str, str], expected: float | None) -> None:
+    assert rest_after_429(headers, WALL) == pytest.approx(expected, abs=1e-6)
+    # the proxy's path (parsed limits + retry-after) and the probe's (headers) agree
+    assert cooldown(headers) == pytest.approx(DEFAULT if expected is None else expected, abs=1e-6)
+
+
+def test_rest_after_429_reads_pairs_and_cimultidict() -> None:
+    from multidict import CIMultiDict
+
+    pairs = [("Retry-After", "12"), ("Content-Type", "x")]
+    assert rest_after_429(pairs, WALL) == 12.0
+    assert rest_after_429(CIMultiDict(pairs), WALL) == 12.0
 
 
 def test_cooldown_default_is_clamped() -> None:
-    assert cooldown_seconds({}, WALL, 0.0) == 1.0
-    assert cooldown_seconds({}, WALL, 1e9) == MAX_COOLDOWN
-
-
-def test_cooldown_accepts_cimultidict() -> None:
-    from multidict import CIMultiDict, CIMultiDictProxy
-
-    headers = CIMultiDictProxy(CIMultiDict({"Retry-After": "12", "Content-Type": "x"}))
-    assert cooldown_seconds(headers, WALL, 42.0) == 12.0
+    assert cooldown_for_429(None, None, WALL, 0.0) == 1.0
+    assert cooldown_for_429(None, None, WALL, 1e9) == MAX_COOLDOWN
 
 
 # ---- error bodies: a matched rule's action, and how long the account stays out ------------------
@@ -278,10 +263,10 @@ def test_classify_answer(status: int, action: str | None, outcome: Outcome) -> N
         ({"retry-after": str(10 * 86400)}, MAX_COOLDOWN),
     ],
 )
-def test_announced_reset_counts_only_limits_used_up(
+def test_rest_when_exhausted_counts_only_limits_used_up(
     headers: dict[str, str], expected: float | None
 ) -> None:
-    assert announced_reset(headers, WALL) == expected
+    assert rest_when_exhausted(headers, WALL) == expected
 
 
 def test_rest_seconds_order() -> None:

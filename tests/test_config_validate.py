@@ -158,7 +158,7 @@ INVALID = [
     pytest.param(
         "[clusters.prod]\ncolour = 1\n",
         "clusters.prod.colour: unknown key; expected one of: "
-        "strategy, sticky, headroom_min, rules, accounts",
+        "strategy, sticky, headroom_min, rules, accounts, keys",
         id="unknown-cluster-key",
     ),
     pytest.param(

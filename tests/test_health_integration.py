@@ -147,10 +147,11 @@ async def test_probe_falls_back_and_reports_missing_endpoints(make: MakeHarness)
 def test_rate_limit_cools_for_retry_after_and_no_more() -> None:
     from qcc.config.model import HealthSettings
     from qcc.health.state import AccountHealth
-    from qcc.routing.classify import cooldown_seconds
+    from qcc.routing.ratelimit import rest_after_429
 
     health = AccountHealth(HealthSettings(), now=100.0)
-    cooldown = cooldown_seconds({"retry-after": "2"}, wall_now=0.0, default=30.0)
+    cooldown = rest_after_429({"retry-after": "2"}, wall_now=0.0)
+    assert cooldown is not None
     health.record_rate_limited(100.0, 100.0 + cooldown, "HTTP 429")
     assert not health.usable(101.9)
     assert health.usable(102.1)

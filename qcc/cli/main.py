@@ -22,7 +22,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from qcc import __version__
-from qcc.cli import account, claude, cluster, dashboard, demo, health, proxy, top, usage
+from qcc.cli import account, claude, cluster, dashboard, demo, health, key, proxy, top, usage
 from qcc.cli.run import run_command
 from qcc.config.store import ConfigStore
 from qcc.errors import QccError
@@ -63,6 +63,7 @@ GROUPS: list[tuple[str, typer.Typer]] = [
     ("proxy", proxy.app),
     ("health", health.app),
     ("claude", claude.app),
+    ("key", key.app),
 ]
 COMMANDS: list[tuple[str, Callable[..., Any]]] = [
     ("run", run_command),

@@ -110,7 +110,7 @@ def serving_problems(cluster: Cluster) -> list[str]:
     return reasons
 
 
-def environment_lines(url: str, access_key: str | None) -> list[str]:
+def environment_lines(url: str, access_key: str | None, member_keys: bool = False) -> list[str]:
     """What to tell the user once a proxy runs: both variables, the key masked, and the
     commands that set them (``qcc claude env`` prints the key in full, for ``eval``)."""
     from qcc.claude_env import BASE_URL_KEY, PLACEHOLDER_TOKEN, TOKEN_KEY
@@ -118,6 +118,8 @@ def environment_lines(url: str, access_key: str | None) -> list[str]:
 
     if access_key:
         token = f"{TOKEN_KEY}={mask_secret(access_key)}  (your proxy.access_key, masked here)"
+    elif member_keys:
+        token = f"{TOKEN_KEY}=<a member key>  (this cluster has member keys: qcc key add NAME)"
     else:
         token = f"{TOKEN_KEY}={PLACEHOLDER_TOKEN}  (any value: qcc sends each account's own key)"
     return [
@@ -138,7 +140,7 @@ def _serve_foreground(
 
     store = state.store()
     config = store.load()
-    check_bind(config, host)
+    check_bind(config, host, cluster=cluster)
     ensure_state_dir()  # 0700 before anything (log dir, lock, record) is created in it
     lock = hold_lock()  # one proxy per state dir; held until this process ends
     records: list[ProxyRecord] = []
@@ -161,7 +163,8 @@ def _serve_foreground(
             out = render.console()
             loop = running_loop()
             out.print(f"qcc proxy for cluster '{cluster}' on {loop}, listening on {url}")
-            for line in environment_lines(client_url(host, port), config.proxy.access_key):
+            keys = bool(config.cluster(cluster).keys)
+            for line in environment_lines(client_url(host, port), config.proxy.access_key, keys):
                 out.print(line)
             sys.stdout.flush()
 
@@ -229,7 +232,9 @@ def _start_detached(
                     if show_env:
                         config = state.store().load()
                         for line in environment_lines(
-                            client_url(host, port), config.proxy.access_key
+                            client_url(host, port),
+                            config.proxy.access_key,
+                            bool(config.cluster(cluster).keys),
                         ):
                             out.print(line)
                     render.note("logs: qcc proxy logs -f   stop: qcc proxy stop")

@@ -135,6 +135,24 @@ class Account:
     budget_monthly_usd: float | None = None
 
 
+# ---- member keys (qcc key ...): one client key per team member --------------------------------
+
+
+@dataclass(frozen=True)
+class MemberKey:
+    """A client key of one cluster: only its salted hash is known (see :mod:`qcc.config.keys`)."""
+
+    name: str
+    salt: bytes = field(repr=False)
+    digest: bytes = field(repr=False)
+    rpm: int | None = None  # requests per minute, None: no limit
+    budget_daily_usd: float | None = None
+    enabled: bool = True
+
+
+# ---- clusters -------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Cluster:
     name: str
@@ -143,6 +161,7 @@ class Cluster:
     accounts: tuple[Account, ...] = ()
     rules: tuple[Rule, ...] = ()  # matched before the built-in rules (qcc.routing.rules)
     headroom_min: float = 0.05  # skip an account announcing less than this share of its limit
+    keys: tuple[MemberKey, ...] = ()  # when any: clients must present one (or proxy.access_key)
 
     def account(self, name: str) -> Account:
         for account in self.accounts:

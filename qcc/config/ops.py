@@ -138,3 +138,63 @@ def remove_account(doc: TOMLDocument, cluster: str, name: str) -> None:
 def set_account_enabled(doc: TOMLDocument, cluster: str, name: str, enabled: bool) -> None:
     account: Table = _account(doc, cluster, name)
     account["enabled"] = enabled
+
+
+# ---- member keys (qcc key ...) --------------------------------------------------------------
+
+
+def _member_key(doc: TOMLDocument, cluster: str, name: str) -> Any:
+    keys = _cluster(doc, cluster).get("keys", {})
+    if name not in keys:
+        raise NotFoundError(
+            f"no member key '{name}' in cluster '{cluster}'; see 'qcc key list --cluster {cluster}'"
+        )
+    return keys[name]
+
+
+def add_member_key(
+    doc: TOMLDocument,
+    cluster: str,
+    name: str,
+    stored: str,
+    rpm: int | None = None,
+    budget_daily_usd: float | None = None,
+) -> None:
+    """Add a member key by its stored form (:func:`qcc.config.keys.stored_form`), never the key."""
+    check_name("key name", name)
+    if rpm is not None and rpm < 1:
+        raise ConfigValidationError("--rpm", f"must be an integer >= 1, got {rpm}")
+    if budget_daily_usd is not None and not budget_daily_usd > 0:
+        raise ConfigValidationError(
+            "--budget-daily-usd", "must be an amount in US dollars > 0, e.g. 5.0"
+        )
+    table = _cluster(doc, cluster)
+    if "keys" not in table:
+        table["keys"] = tomlkit.table(is_super_table=True)
+    keys = table["keys"]
+    if name in keys:
+        raise AlreadyExistsError(
+            f"member key '{name}' already exists in cluster '{cluster}'; pick another name, or "
+            f"remove it first with 'qcc key remove {name} --cluster {cluster}'"
+        )
+    key = tomlkit.table()
+    key["hash"] = stored
+    if rpm is not None:
+        key["rpm"] = rpm
+    if budget_daily_usd is not None:
+        key["budget_daily_usd"] = budget_daily_usd
+    key["enabled"] = True
+    keys[name] = key
+
+
+def remove_member_key(doc: TOMLDocument, cluster: str, name: str) -> None:
+    _member_key(doc, cluster, name)
+    keys = doc["clusters"][cluster]["keys"]
+    del keys[name]
+    if not keys:
+        del doc["clusters"][cluster]["keys"]
+
+
+def set_member_key_enabled(doc: TOMLDocument, cluster: str, name: str, enabled: bool) -> None:
+    key: Table = _member_key(doc, cluster, name)
+    key["enabled"] = enabled

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from qcc.config.keys import KEY_PREFIX, parse_stored
 from qcc.config.model import (
     CREDENTIAL_KINDS,
     PROBE_MODES,
@@ -23,6 +24,7 @@ from qcc.config.model import (
     Config,
     Credential,
     HealthSettings,
+    MemberKey,
     ProxySettings,
     RetrySettings,
     SharedSettings,
@@ -315,10 +317,62 @@ def _rules(location: str, value: object) -> tuple[Rule, ...]:
     return tuple(rule_from(f"{location}[{i}]", item) for i, item in enumerate(value))
 
 
+# ---- member keys ([clusters.NAME.keys.MEMBER]) ------------------------------------------------
+
+KEY_KEYS = ("hash", "rpm", "budget_daily_usd", "enabled")
+
+
+def _key_hash(location: str, value: object) -> tuple[bytes, bytes]:
+    parsed = parse_stored(value) if isinstance(value, str) else None
+    if parsed is None:  # never quoted: it may be a key pasted where its hash belongs
+        pasted = isinstance(value, str) and (
+            value.startswith(KEY_PREFIX) or looks_like_secret(value)
+        )
+        raise ConfigValidationError(
+            location,
+            (
+                "that looks like a key itself; config.toml keeps only its hash: "
+                if pasted
+                else "must be the hash 'qcc key add' wrote (sha256:SALT:DIGEST); "
+            )
+            + "create a key with 'qcc key add NAME'",
+        )
+    return parsed
+
+
+def member_key_from(location: str, name: str, value: object) -> MemberKey:
+    check_name(location, name)
+    table = _table(location, value)
+    _no_unknown(location, table, KEY_KEYS)
+    if "hash" not in table:
+        raise ConfigValidationError(
+            f"{location}.hash", "is missing; create member keys with 'qcc key add NAME'"
+        )
+    salt, digest = _key_hash(f"{location}.hash", table["hash"])
+    return MemberKey(
+        name=name,
+        salt=salt,
+        digest=digest,
+        rpm=_get(table, location, "rpm", None, _int_at_least(1)),
+        budget_daily_usd=_get(table, location, "budget_daily_usd", None, _usd),
+        enabled=_get(table, location, "enabled", True, _bool),
+    )
+
+
+def _member_keys(location: str, value: object) -> tuple[MemberKey, ...]:
+    table = _table(location, value)
+    return tuple(member_key_from(f"{location}.{n}", n, body) for n, body in table.items())
+
+
+# ---- clusters -------------------------------------------------------------------------------
+
+
 def cluster_from(location: str, name: str, value: object) -> Cluster:
     check_name(location, name)
     table = _table(location, value)
-    _no_unknown(location, table, ("strategy", "sticky", "headroom_min", "rules", "accounts"))
+    _no_unknown(
+        location, table, ("strategy", "sticky", "headroom_min", "rules", "accounts", "keys")
+    )
     accounts_loc = f"{location}.accounts"
     accounts = _table(accounts_loc, table.get("accounts", {}))
     return Cluster(
@@ -330,6 +384,7 @@ def cluster_from(location: str, name: str, value: object) -> Cluster:
         ),
         rules=_get(table, location, "rules", (), _rules),
         headroom_min=_get(table, location, "headroom_min", Cluster.headroom_min, _ratio),
+        keys=_get(table, location, "keys", (), _member_keys),
     )
 
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from qcc.config.model import Account
 from qcc.net.client import UpstreamClient, render_head
 from qcc.net.errors import ConnectTimeout, UpstreamError
-from qcc.routing.classify import Outcome, announced_cooldown, classify_status
+from qcc.routing.classify import Outcome, classify_status
+from qcc.routing.ratelimit import rest_after_429
 
 PROBE_MODEL = "claude-haiku-4-5"
 _PING = [{"role": "user", "content": "ping"}]
@@ -111,7 +112,7 @@ async def check_once(
                 outcome = classify_status(response.status)
                 cooldown = None
                 if outcome is Outcome.RATE_LIMITED:
-                    cooldown = announced_cooldown(response.headers, time.time())
+                    cooldown = rest_after_429(response.headers, time.time())
                 return ProbeResult(
                     outcome,
                     f"{label}: HTTP {response.status}",

@@ -32,7 +32,16 @@ from qcc.config.store import ConfigStore
 from qcc.net.client import UpstreamClient
 from qcc.proxy import admin, metrics, probing, ui, usage
 from qcc.proxy.forward import handle_api
-from qcc.proxy.guard import TARGET, VIEW, Refusal, api_target, decoded_view, same_origin
+from qcc.proxy.guard import (
+    CALLER,
+    TARGET,
+    VIEW,
+    Refusal,
+    api_target,
+    decoded_view,
+    same_origin,
+)
+from qcc.proxy.members import Denied
 from qcc.proxy.messages import error_body
 from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
@@ -68,6 +77,15 @@ def _refuse(refusal: Refusal) -> web.Response:
 
 def _forbidden(message: str) -> web.Response:
     return _refuse(Refusal(403, "permission_error", message))
+
+
+def _denied(denied: Denied) -> web.Response:
+    """A member key's 401, or its 429 with ``retry-after`` (no account was tried)."""
+    edge_log.info("refused a request: %s", denied.message.removeprefix("qcc: "))
+    response = _refuse(Refusal(denied.status, denied.kind, denied.message))
+    if denied.retry_after is not None:
+        response.headers["retry-after"] = str(denied.retry_after)
+    return response
 
 
 class _ClosingResponse(web.Response):
@@ -118,7 +136,14 @@ async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
             Refusal(404, "not_found_error", "qcc: only paths inside /v1/ are forwarded to accounts")
         )
     request[TARGET] = target
-    if not rt.authorized(request):
+    if rt.keys.active:  # member keys (qcc.proxy.members): who calls, within their limits?
+        caller = rt.keys.check(
+            headers, rt.config.proxy.access_key, asyncio.get_running_loop().time(), time.time()
+        )
+        if isinstance(caller, Denied):
+            return _denied(caller)
+        request[CALLER] = caller
+    elif not rt.authorized(request):
         return admin.unauthorized()
     if not request.content.is_eof():  # the body did not come with the head: bound its wait
         try:
@@ -217,6 +242,9 @@ def create_app(
             if persist_usage:  # before the first request, so every one is recorded
                 prices = price_table(config.pricing)
                 runtime.ledger = await usage.open_ledger(usage_db_path(), prices, pool, time.time())
+                await usage.seed_member_spend(
+                    runtime.ledger, runtime.keys, usage_db_path(), time.time()
+                )
             if shared is not None:  # after the ledger's seeds; redis is imported only here
                 from qcc.shared import sync
 

@@ -38,7 +38,7 @@ from qcc.proxy.activity import record as record_activity
 from qcc.proxy.admin import unauthorized
 from qcc.proxy.error_answer import READ_SECONDS, ErrorAnswer, error_kind, read_answer
 from qcc.proxy.failed import Failure, all_failed
-from qcc.proxy.guard import TARGET, VIEW, renamed_body
+from qcc.proxy.guard import CALLER, TARGET, VIEW, renamed_body
 from qcc.proxy.messages import (
     downstream_headers,
     upstream_headers,
@@ -46,7 +46,7 @@ from qcc.proxy.messages import (
 )
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 from qcc.routing.classify import Outcome, fails_over, rest_seconds
-from qcc.routing.ratelimit import cooldown_for_429, parse_limits, retry_after
+from qcc.routing.ratelimit import parse_limits
 from qcc.routing.sticky import session_key
 
 log = logging.getLogger("qcc.proxy")
@@ -186,7 +186,8 @@ class Exchange:
             member.stats.usage.add(self.usage)
             if self.usage and (ledger := self.rt.ledger) is not None:
                 now = asyncio.get_running_loop().time()
-                ledger.record(member, self.view, self.usage, now, time.time())
+                caller = self.request.get(CALLER, "")  # a member key's name, for its usage
+                ledger.record(member, self.view, self.usage, now, time.time(), caller)
 
     # ---- one attempt ---------------------------------------------------------------------
 
@@ -322,8 +323,6 @@ class Exchange:
         cooldown = rest_seconds(
             outcome, None if verdict is None else verdict.cooldown, upstream.headers, time.time()
         )
-        if outcome is Outcome.RATE_LIMITED and (verdict is None or verdict.cooldown is None):
-            cooldown = _cooldown(upstream, member.health.settings.rate_limit_default)
         return self._fail(
             member,
             outcome,
@@ -490,15 +489,6 @@ class Exchange:
 def _local(exc: BaseException) -> bool:
     """Whether a failure is qcc's own (see :attr:`qcc.net.errors.UpstreamError.local`)."""
     return isinstance(exc, UpstreamError) and exc.local
-
-
-def _cooldown(upstream: Response, default: float) -> float:
-    """A 429's cool-down: until the reset of a window it says is rejected, else its
-    ``retry-after``, else an exhausted quota's reset, else ``default`` (request-scoped)."""
-    wall = time.time()
-    after = upstream.headers.get("retry-after")
-    seconds = None if after is None else retry_after(after, wall)
-    return cooldown_for_429(parse_limits(upstream.pairs), seconds, wall, default)
 
 
 def _describe(exc: BaseException) -> str:

@@ -37,6 +37,8 @@ from qcc.proxy.messages import rename_model
 
 TARGET = web.RequestKey("qcc_target", str)  # the normalised target to forward (path + query)
 VIEW = web.RequestKey("qcc_view", bytes)  # the decoded copy of an encoded request body
+# Who an admitted API request is: its member key's name, "" for proxy.access_key (or no keys).
+CALLER = web.RequestKey("qcc_caller", str)
 
 # ---- where the proxy may listen -------------------------------------------------------------
 
@@ -50,22 +52,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(config: Config, host: str, *, running: bool = False) -> None:
-    """Refuse to expose accounts beyond this machine without an access key.
+def check_bind(
+    config: Config, host: str, *, running: bool = False, cluster: str | None = None
+) -> None:
+    """Refuse to expose accounts beyond this machine without an access key (or, for the served
+    ``cluster``, member keys).
 
     ``running``: the config is a reload for a proxy already listening on ``host``.
     """
     if is_loopback(host) or config.proxy.access_key is not None:
         return
+    served = config.clusters.get(cluster) if cluster is not None else None
+    if served is not None and served.keys:
+        return
     if running:
         raise ProxyError(
             f"proxy.access_key: cannot be removed while the proxy listens on {host} (beyond "
-            "this machine); the running key stays in force. Keep the key, or restart the proxy "
-            "on 127.0.0.1"
+            "this machine) and its cluster has no member keys; the running keys stay in force. "
+            "Keep a key, or restart the proxy on 127.0.0.1"
         )
     raise ProxyError(
         f"refusing to listen on {host} without an access key: anyone who can reach it "
-        "could spend your accounts; set proxy.access_key in config.toml, or use 127.0.0.1"
+        "could spend your accounts; set proxy.access_key in config.toml, add member keys "
+        "with 'qcc key add NAME', or use 127.0.0.1"
     )
 
 

@@ -65,5 +65,5 @@ def _load(store: ConfigStore, runtime: Runtime) -> Config:
     """Read, validate and check a changed file (in a worker thread; reads nothing mutable)."""
     config = store.load()
     config.cluster(runtime.cluster_name)
-    check_bind(config, runtime.listen_host, running=True)
+    check_bind(config, runtime.listen_host, running=True, cluster=runtime.cluster_name)
     return config

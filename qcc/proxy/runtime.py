@@ -19,7 +19,8 @@ from aiohttp import web
 from qcc.accounts.pool import AccountPool
 from qcc.config.model import Cluster, Config
 from qcc.net.client import UpstreamClient
-from qcc.proxy.guard import EdgePolicy
+from qcc.proxy.guard import CALLER, EdgePolicy, is_loopback
+from qcc.proxy.members import KeyGate
 from qcc.proxy.usage import Ledger
 from qcc.routing.budget import RetryBudget
 from qcc.usage.pricing import price_table
@@ -43,10 +44,12 @@ class Runtime:
     listen_host: str = "127.0.0.1"  # where the proxy listens (the bind rule is checked on reload)
     edge: EdgePolicy = field(init=False)  # Host/Origin rules, rebuilt with each config
     ledger: Ledger | None = None  # records usage and cost (None: not persisted, e.g. the demo)
+    keys: KeyGate = field(init=False)  # the cluster's member keys, their rpm windows and spend
     shared: SharedSync | None = None  # [shared]: the pool shared through Redis (qcc.shared)
 
     def __post_init__(self) -> None:
         self.edge = EdgePolicy(self.config.proxy, self.listen_host)
+        self.keys = KeyGate(self.pool.cluster.keys)
 
     @property
     def cluster(self) -> Cluster:
@@ -67,14 +70,21 @@ class Runtime:
         self.edge = EdgePolicy(config.proxy, self.listen_host)
         now = asyncio.get_running_loop().time()
         self.pool.apply(cluster, config.health, now=now)
+        self.keys.apply(cluster.keys)
         self.pool.recheck(now, time.time())  # a lowered budget or a new headroom_min
         self.reloads += 1
 
     def authorized(self, request: web.Request) -> bool:
-        """When ``proxy.access_key`` is set, the client must present it."""
+        """When ``proxy.access_key`` is set, the client must present it. Without it, a cluster
+        with member keys wants one from clients beyond loopback (the admin routes). An API
+        request the edge admitted (:data:`CALLER`, member key or access key) is authorized."""
+        if CALLER in request:
+            return True
         key = self.config.proxy.access_key
         if key is None:
-            return True
+            if not self.keys.active or is_loopback(request.remote or ""):
+                return True
+            return self.keys.identify(request.headers) is not None
         expected = key.encode()
         api_key = request.headers.get("x-api-key")
         if api_key is not None and hmac.compare_digest(api_key.encode(), expected):

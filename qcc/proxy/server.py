@@ -87,7 +87,7 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until ``stop`` is set or SIGINT/SIGTERM arrives."""
-    check_bind(config, host)
+    check_bind(config, host, cluster=cluster_name)
     runtimes: list[Runtime] = []
     app = create_app(config, cluster_name, host=host, store=store, on_ready=runtimes.append)
     runner = web.AppRunner(

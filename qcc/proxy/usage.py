@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from qcc.accounts.member import Member
 from qcc.accounts.pool import AccountPool
+from qcc.proxy.members import KeyGate
 from qcc.usage.budget import day_start, month_start
 from qcc.usage.pricing import PriceTable
 from qcc.usage.store import UsageRecorder, UsageStore
@@ -62,24 +63,34 @@ class Ledger:
     def __init__(self, recorder: UsageRecorder, pool: AccountPool) -> None:
         self.recorder = recorder
         self.pool = pool
+        self.keys: KeyGate | None = None  # member keys: their spend today, for their budgets
         self.shared: SharedSync | None = None  # [shared]: usage and spend counted team-wide
 
     def record(
-        self, member: Member, body: bytes, usage: Mapping[str, int], now: float, wall_now: float
+        self,
+        member: Member,
+        body: bytes,
+        usage: Mapping[str, int],
+        now: float,
+        wall_now: float,
+        key: str = "",
     ) -> None:
         """One request's final usage (skipped when there is none): the model is the one the
-        account was asked for (after its ``models`` rename)."""
+        account was asked for (after its ``models`` rename). ``key``: the member key's name
+        (``""``: none, or the access key)."""
         if not usage:
             return
         model = requested_model(body)
         renames = member.account.models
         if renames:
             model = renames.get(model, model)
-        cost = self.recorder.add(wall_now, self.pool.cluster.name, member.name, model, usage)
+        cost = self.recorder.add(wall_now, self.pool.cluster.name, member.name, model, usage, key)
         if self.shared is not None:
-            self.shared.add(member.name, usage, cost or 0.0)
+            self.shared.add(member.name, usage, cost or 0.0, key or None)
         if cost:
             self.pool.add_spend(member, cost, now, wall_now)
+            if key and self.keys is not None:
+                self.keys.add_spend(key, cost, wall_now)
 
 
 def _seeds(
@@ -114,3 +125,17 @@ async def open_ledger(path: Path, prices: PriceTable, pool: AccountPool, wall_no
 async def close_ledger(ledger: Ledger) -> None:
     """Commit what is pending and stop the writer thread (joined off the loop)."""
     await asyncio.to_thread(ledger.recorder.close)
+
+
+async def seed_member_spend(ledger: Ledger, keys: KeyGate, path: Path, wall_now: float) -> None:
+    """Attach the member keys to the ledger, with their spend so far today (read off the loop)."""
+    ledger.keys = keys
+    if not keys.active:
+        return
+    cluster = ledger.pool.cluster.name
+    try:
+        spent = await asyncio.to_thread(UsageStore(path).member_spend, cluster, day_start(wall_now))
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("cannot read member keys' spend from %s (budgets start at 0): %s", path, exc)
+        return
+    keys.seed_spend(spent, wall_now)

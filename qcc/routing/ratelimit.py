@@ -162,13 +162,16 @@ class Limits:
         }
 
 
-def _items(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Iterable[tuple[str, str]]:
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]  # a mapping, or pairs as received
+
+
+def _items(headers: Headers) -> Iterable[tuple[str, str]]:
     if isinstance(headers, Mapping):
         return headers.items()
     return headers
 
 
-def parse_limits(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> Limits | None:
+def parse_limits(headers: Headers) -> Limits | None:
     """The limits in a response's headers, or None when it carries no rate-limit header.
 
     ``headers`` is a mapping (lower-case keys, e.g. a ``CIMultiDict``) or ``(name, value)``
@@ -287,17 +290,9 @@ def _clamp(seconds: float, most: float = MAX_COOLDOWN) -> float:
     return min(max(seconds, MIN_COOLDOWN), most)
 
 
-def cooldown_for_429(
-    limits: Limits | None, retry_after_seconds: float | None, wall_now: float, default: float
-) -> float:
-    """How long a 429 cools an account down, in seconds (at least 1 s; at most 1 day, or 8 days
-    for a unified window).
-
-    A 429 with a ``rejected`` (or used-up) unified window waits for that window's reset: hours,
-    not the ``retry-after`` of a request-scoped limit. Otherwise ``retry-after`` when given;
-    else the reset of an exhausted API quota (remaining 0); else ``default`` (a few seconds:
-    a 429 that says nothing is request-scoped).
-    """
+def _announced_429(
+    limits: Limits | None, retry_after_seconds: float | None, wall_now: float
+) -> float | None:
     if limits is not None:
         until = _latest_future((w.reset for w in _closed_windows(limits)), wall_now)
         if until is not None:
@@ -311,4 +306,55 @@ def cooldown_for_429(
         )
         if until is not None:
             return _clamp(until - wall_now)
-    return _clamp(default)
+    return None
+
+
+def cooldown_for_429(
+    limits: Limits | None, retry_after_seconds: float | None, wall_now: float, default: float
+) -> float:
+    """How long a 429 cools an account down, in seconds (at least 1 s; at most 1 day, or 8 days
+    for a unified window).
+
+    A 429 with a ``rejected`` (or used-up) unified window waits for that window's reset: hours,
+    not the ``retry-after`` of a request-scoped limit. Otherwise ``retry-after`` when given;
+    else the reset of an exhausted API quota (remaining 0); else ``default`` (a few seconds:
+    a 429 that says nothing is request-scoped).
+    """
+    seconds = _announced_429(limits, retry_after_seconds, wall_now)
+    return _clamp(default) if seconds is None else seconds
+
+
+# ---- the same decisions, from a response's headers -------------------------------------------
+
+
+def _retry_after_header(headers: Headers, wall_now: float) -> float | None:
+    if isinstance(headers, Mapping):
+        value = headers.get("retry-after")
+    else:
+        value = next((v for k, v in headers if k.lower() == "retry-after"), None)
+    return None if value is None else retry_after(value, wall_now)
+
+
+def rest_after_429(headers: Headers, wall_now: float) -> float | None:
+    """:func:`cooldown_for_429` of a rate-limited response's headers; None when they say
+    nothing usable (the caller's default, ``health.rate_limit_default``, applies)."""
+    return _announced_429(parse_limits(headers), _retry_after_header(headers, wall_now), wall_now)
+
+
+def rest_when_exhausted(headers: Headers, wall_now: float) -> float | None:
+    """How long an account out of credit or quota says it stays out; None if it does not say
+    (the matched rule's ``cooldown``, else ``health.exhausted_recheck``, applies).
+
+    Only a limit the account reports as used up counts: ``retry-after``, a closed unified window
+    (:func:`blocked_until`'s meaning), an API quota with ``remaining: 0``. The reset of a limit
+    that still has room (every API response carries them) says nothing about credit. Clamped to
+    [1 s, 1 day]: a monthly quota is retried after a day, by one trial request.
+    """
+    seconds = _retry_after_header(headers, wall_now)
+    if seconds is not None:
+        return _clamp(seconds)
+    limits = parse_limits(headers)
+    if limits is None:
+        return None
+    until = blocked_until(limits, 0.0, wall_now)
+    return None if until is None else _clamp(until - wall_now)

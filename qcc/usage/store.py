@@ -349,6 +349,15 @@ class UsageStore:
         )
         return float(rows[0][0]) if rows else 0.0
 
+    def member_spend(self, cluster: str, since_wall: float) -> dict[str, float]:
+        """USD recorded per member key of ``cluster`` from the local day of ``since_wall`` on."""
+        rows = self._query(
+            "SELECT member_key, coalesce(sum(cost_usd), 0) FROM usage "
+            "WHERE cluster = ? AND day >= ? AND member_key != '' GROUP BY member_key",
+            (cluster, local_day(since_wall)),
+        )
+        return {str(name): float(usd) for name, usd in rows}
+
     def account_totals(self, cluster: str) -> dict[str, dict[str, Any]]:
         """All-time totals per account of ``cluster``, in ``/accounts/stats`` usage terms."""
         out: dict[str, dict[str, Any]] = {}
