@@ -211,3 +211,27 @@ def test_counters_keep_unsent_spend_until_applied() -> None:
     counters.applied(batch)
     assert counters.unsent_usd("a:main") == pytest.approx(0.25)
     assert counters.unsent_usd("k:ann") == 0.0
+
+
+async def test_a_member_keys_budget_is_judged_on_the_teams_spend(
+    server: fakeredis.FakeServer,
+) -> None:
+    from qcc.config.model import MemberKey
+    from qcc.proxy.members import KeyGate
+
+    pa, pb = pool(), pool()
+    a, b = sync_of(server, pa, "A"), sync_of(server, pb, "B")
+    ann = MemberKey("ann", b"salt", b"digest", budget_daily_usd=0.45)
+    gates = [KeyGate((ann,)), KeyGate((ann,))]
+    a.members, b.members = gates
+    wall = time.time()
+    a.add("main", USAGE, 0.4, "ann")
+    gates[0].add_spend("ann", 0.4, wall)  # what the ledger does for the member's own request
+    b.add("main", USAGE, 0.1, "ann")
+    gates[1].add_spend("ann", 0.1, wall)
+    await a.tick()
+    await b.tick()
+    await a.tick()
+    for gate in gates:  # each instance alone is under the member's 0.45; the team is over
+        assert gate.spent_today("ann", time.time()) == pytest.approx(0.5)
+        assert gate.spent_today("ann", time.time()) >= (ann.budget_daily_usd or 0.0)

@@ -249,6 +249,7 @@ def create_app(
                 from qcc.shared import sync
 
                 runtime.shared = await sync.start(pool, shared)
+                runtime.shared.members = runtime.keys
                 if runtime.ledger is not None:
                     runtime.ledger.shared = runtime.shared
                 tasks.append(_owned(runtime.shared.run(), "qcc-shared-sync"))

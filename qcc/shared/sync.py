@@ -36,7 +36,7 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio.client import Pipeline
 
@@ -60,6 +60,14 @@ RECALL_WAIT = 0.05
 MAX_PENDING_SESSIONS = 10_000
 
 
+class MemberSpend(Protocol):
+    """Member keys' spend today (:class:`qcc.proxy.members.KeyGate`), for their budgets."""
+
+    def spent_today(self, name: str, wall_now: float) -> float: ...
+
+    def add_spend(self, name: str, usd: float, wall_now: float) -> None: ...
+
+
 def instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:4]}"
 
@@ -76,6 +84,7 @@ class SharedSync:
         self.counters = Counters()
         self.instances: list[tuple[str, float]] = []  # (id, last heartbeat, unix s)
         self.team_spend: dict[str, tuple[float, float]] = {}  # field -> (today, month) in Redis
+        self.members: MemberSpend | None = None  # member keys: budgets judged on the team's spend
         self._verdicts: dict[str, Verdict | None] = {}  # to write (None: delete)
         self._sessions: dict[str, str] = {}  # to write
         self._limits_known: dict[str, Limits] = {}  # sent or adopted: not sent again
@@ -356,6 +365,14 @@ class SharedSync:
             if name not in totals:
                 totals[name] = (0.0, usd)
         self.team_spend = totals
+        gate = self.members
+        if gate is not None:  # raised to the team's total (never lowered: see accounts below)
+            for name, (today, _) in totals.items():
+                if name.startswith("k:"):
+                    team = today + self.counters.unsent_usd(name)
+                    more = team - gate.spent_today(name[2:], wall_now)
+                    if more > 1e-9:
+                        gate.add_spend(name[2:], more, wall_now)
         pool = self.pool
         for name, member in pool.members.items():
             today, month_usd = totals.get(account_field(name), (0.0, 0.0))
