@@ -152,6 +152,7 @@ def start_qcc(
     *,
     loop: str = "uvloop",
     strategy: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Proc:
     """qcc for a one-cluster config whose accounts point at the bench upstream.
 
@@ -176,7 +177,7 @@ def start_qcc(
         "default_cluster": "bench",
         "proxy": {"drain_timeout": 1.0},
         "clusters": {"bench": cluster},
-    }
+    } | (extra or {})  # more top-level tables, e.g. [shared] (S7)
     path = config_dir / "config.toml"
     path.write_text(tomlkit.dumps(config))
     path.chmod(0o600)

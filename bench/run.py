@@ -4,7 +4,8 @@ Starts the fast fake upstream (core 1), then per event loop (``--loop``: uvloop,
 the minimal pass-through and qcc on that loop (core 0), and loads one target at a time (direct =
 straight at the upstream, measured once) with wrk or bench/client.py from core 1: warm-up,
 repetitions, medians. S5 (failover) and S6 (100 accounts) start their own qcc processes
-(bench/scenarios.py). Prints a Markdown table of ratios per loop and saves it (and, with
+(bench/scenarios.py), and so does S7 (qcc with [shared] on a local redis-server, bench/shared.py).
+Prints a Markdown table of ratios per loop and saves it (and, with
 ``--json``, the raw numbers) under bench/results/.
 """
 
@@ -24,12 +25,13 @@ from typing import Any
 import procs
 import report
 import scenarios
+import shared
 from loadgen import client_command, run_client, wrk
 from spy import profile
 from upstream import raise_fd_limit
 
 RESULTS = procs.BENCH / "results"
-SCENARIOS = ("S1", "S2", "S3", "S4", "MEM", "S5", "S6")
+SCENARIOS = ("S1", "S2", "S3", "S4", "MEM", "S5", "S6", "S7")
 LOOPS = ("uvloop", "asyncio")
 WRK_SCENARIOS = {  # name: (scenario group, body, connections)
     "S1-1": ("S1", "small", 1),
@@ -225,6 +227,12 @@ def run_loop(
         log(f"S6 ({loop}): {scenarios.BIG_CLUSTER} accounts, small JSON, 32 conns")
         qcc = next(p for p in proxies if p.name == "qcc")
         raw["S6"] = scenarios.run_big_cluster(workdir, upstream.url, loop, qcc, args.duration, log)
+    if "S7" in args.scenarios:
+        log(f"S7 ({loop}): small JSON through qcc with [shared] on a local redis-server")
+        qcc = next(p for p in proxies if p.name == "qcc")
+        raw["S7"] = shared.run_shared(
+            workdir, upstream.url, loop, qcc, args.reps, args.duration, log
+        )
     for proc in proxies:
         procs.stop(proc)
     if "S5" in args.scenarios:
@@ -325,6 +333,8 @@ def render(
             lines += [scenarios.failover_table(numbers["S5"]), ""]
         if "S6" in numbers:
             lines += [scenarios.big_cluster_table(numbers["S6"]), ""]
+        if "S7" in numbers:
+            lines += [shared.shared_table(numbers["S7"]), ""]
     for loop in args.loops:
         lines += [f"## Every repetition ({loop})", "", report.spread(raw.get(loop, {})), ""]
     for loop in args.loops:

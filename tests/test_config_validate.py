@@ -38,7 +38,7 @@ INVALID = [
     pytest.param(
         'colour = "red"\n',
         "colour: unknown key; expected one of: "
-        "default_cluster, proxy, timeouts, health, retry, clusters, pricing",
+        "default_cluster, proxy, timeouts, health, retry, clusters, pricing, shared",
         id="unknown-top-key",
     ),
     pytest.param(

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from qcc.accounts import observe
 from qcc.accounts.member import Member
@@ -43,6 +44,15 @@ log = logging.getLogger("qcc.health")
 
 _EXHAUSTED = State.EXHAUSTED
 _NEVER_IN_PANIC = (State.AUTH_FAILED, State.EXHAUSTED, State.DISABLED)
+
+
+class PoolListener(Protocol):
+    """Told what the pool decided, for others to learn (:mod:`qcc.shared`); never on the hot
+    path: a state change, or a session bound to an account."""
+
+    def changed(self, member: Member, now: float, wall_now: float) -> None: ...
+
+    def session(self, session: str, account: str) -> None: ...
 
 
 def _same_endpoint(a: Account, b: Account) -> bool:
@@ -78,6 +88,7 @@ class AccountPool:
         self.credentials_changed = asyncio.Event()
         self._version = 0  # bumped by every change that can change what select may pick
         self._ready = Ready()
+        self.listener: PoolListener | None = None  # set when [shared] is configured
         self.apply(cluster, health, now=now)
 
     # ---- configuration -------------------------------------------------------------------
@@ -306,6 +317,8 @@ class AccountPool:
     def remember_session(self, session: str | None, member: Member, now: float) -> None:
         if session is not None and self.cluster.sticky:
             self.sticky.set(session, member.name, now)
+            if self.listener is not None:
+                self.listener.session(session, member.name)
 
     # ---- outcomes ------------------------------------------------------------------------
 
@@ -342,6 +355,8 @@ class AccountPool:
             return None
         change = member.health.transitions[-1]
         log.info("account %s: %s -> %s (reset by the user)", member.name, before, change.to_state)
+        if self.listener is not None:
+            self.listener.changed(member, now, time.time())
         return change
 
     def begin_probe(self, member: Member, now: float) -> None:
@@ -372,6 +387,30 @@ class AccountPool:
             )
             if observe.leaves_rotation(change):
                 self.out_of_rotation.set()
+            if self.listener is not None:
+                self.listener.changed(member, now, wall_now)
+        return change
+
+    def apply_shared_verdict(
+        self, name: str, state: State, until: float, reason: str, now: float
+    ) -> Transition | None:
+        """Another instance decided ``state`` for account ``name`` until ``until`` (monotonic,
+        here): adopted as decided, not judged again (see :meth:`AccountHealth.adopt`)."""
+        member = self.members.get(name)
+        if member is None:
+            return None
+        health = member.health
+        before, until_before = health.state, health.until
+        health.adopt(now, state, until, reason)
+        if health.state is before and health.until == until_before:
+            return None
+        self._version += 1
+        if health.state is before:
+            return None
+        change = health.transitions[-1]
+        log.warning("account %s: %s -> %s (%s)", name, before, health.state, reason)
+        if observe.leaves_rotation(change):
+            self.out_of_rotation.set()
         return change
 
     # ---- limits and spend ----------------------------------------------------------------
@@ -439,6 +478,8 @@ class AccountPool:
         health.record_exhausted(now, now + (until - wall_now), reason)
         self._version += 1
         log.warning("account %s: %s -> %s (%s)", member.name, before, health.state, reason)
+        if self.listener is not None:
+            self.listener.changed(member, now, wall_now)
 
     # ---- views ---------------------------------------------------------------------------
 

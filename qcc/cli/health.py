@@ -141,6 +141,24 @@ def status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         render.print_json(doc)
         return
     render.console().print(accounts_table(doc, f"proxy {record.url}"))
+    shared = shared_line(doc)
+    if shared is not None:
+        render.console().print(shared)
+
+
+def shared_line(doc: dict[str, Any]) -> str | None:
+    """With ``[shared]``: Redis ok/down and the live instances, this one marked."""
+    shared = doc.get("shared")
+    if not shared:
+        return None
+    instances = ", ".join(
+        f"{i['id']}{' (this one)' if i['id'] == shared['instance'] else ''}"
+        for i in shared["instances"]
+    )
+    return (
+        f"shared via {shared['redis']}: {shared['state']}; "
+        f"{len(shared['instances'])} live instance(s): {instances or '-'}"
+    )
 
 
 async def _check_all(config: Config, cluster: str, accounts: list[Account]) -> list[ProbeResult]:

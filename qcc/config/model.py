@@ -298,6 +298,14 @@ class RetrySettings:
 
 
 @dataclass(frozen=True)
+class SharedSettings:
+    """``[shared]``: instances that share one pool through Redis (:mod:`qcc.shared`)."""
+
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    redis_password_env: str | None = None  # the env var holding the password, if not in the URL
+
+
+@dataclass(frozen=True)
 class Config:
     default_cluster: str | None = None
     proxy: ProxySettings = ProxySettings()
@@ -306,6 +314,7 @@ class Config:
     retry: RetrySettings = RetrySettings()
     clusters: Mapping[str, Cluster] = field(default_factory=lambda: MappingProxyType({}))
     pricing: Mapping[str, Price] = field(default_factory=lambda: MappingProxyType({}))
+    shared: SharedSettings = SharedSettings()
 
     def cluster(self, name: str | None = None) -> Cluster:
         """The named cluster, else the default one, else the only one."""

@@ -30,6 +30,7 @@ from qcc.config.model import (
     OAuthSettings,
     ProxySettings,
     RetrySettings,
+    SharedSettings,
     Timeouts,
     header_value_problem,
 )
@@ -567,7 +568,31 @@ def _retry(location: str, value: object) -> RetrySettings:
     )
 
 
-TOP_KEYS = ("default_cluster", "proxy", "timeouts", "health", "retry", "clusters", "pricing")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _shared(location: str, value: object) -> SharedSettings:
+    table = _table(location, value)
+    _no_unknown(location, table, ("redis_url", "redis_password_env"))
+    url = _get(table, location, "redis_url", None, _string)
+    if url is not None and not url.startswith(REDIS_SCHEMES):
+        raise ConfigValidationError(
+            f"{location}.redis_url",
+            "must start with redis://, rediss:// or unix:// (e.g. redis://127.0.0.1:6379/0)",
+        )
+    return SharedSettings(url, _get(table, location, "redis_password_env", None, _string))
+
+
+TOP_KEYS = (
+    "default_cluster",
+    "proxy",
+    "timeouts",
+    "health",
+    "retry",
+    "clusters",
+    "pricing",
+    "shared",
+)
 
 
 def config_from(data: Mapping[str, Any]) -> Config:
@@ -592,4 +617,5 @@ def config_from(data: Mapping[str, Any]) -> Config:
         retry=_get(data, "", "retry", RetrySettings(), _retry),
         clusters=MappingProxyType(clusters),
         pricing=_get(data, "", "pricing", MappingProxyType({}), pricing_from),
+        shared=_get(data, "", "shared", SharedSettings(), _shared),
     )

@@ -287,6 +287,21 @@ class AccountHealth:
         self.reason = reason
         self._move(now, State.EXHAUSTED, reason)
 
+    def adopt(self, now: float, state: State, until: float, reason: str) -> None:
+        """Another instance decided ``state`` until ``until`` (:mod:`qcc.shared`): entered as
+        decided, not judged again; ejection counters untouched. A healthy or rate-limited
+        account takes it; one already in ``state`` only takes a later ``until``; any other
+        state (out for another reason, probing, disabled) is kept, as is a past ``until``."""
+        if until <= now:
+            return
+        if self.state is state:
+            if self.until is not None and until > self.until:
+                self.until = until
+            return
+        if self.state is State.HEALTHY or self.state is State.RATE_LIMITED:
+            self.until = until
+            self._move(now, state, reason)
+
     def reset(self, now: float, reason: str = "reset") -> None:
         """The user vouched for the account (``qcc account enable`` on an enabled account):
         healthy at once with fresh counters, whatever it was (except disabled: see enable)."""

@@ -48,6 +48,8 @@ def health_document(rt: Runtime, now: float) -> tuple[int, dict[str, Any]]:
         "cluster": rt.pool.cluster.name,
         "accounts": {"total": total, "available": available, "unavailable": total - available},
     }
+    if rt.shared is not None:
+        doc["shared"] = "ok" if rt.shared.client.up else "down"
     return (200 if available else 503), doc
 
 
@@ -142,6 +144,25 @@ def stats_document(rt: Runtime, now: float, wall_now: float) -> dict[str, Any]:
         "pid": os.getpid(),
         "loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],  # uvloop|asyncio
         "accounts": [member_document(m, now, wall_now) for m in pool.members.values()],
+        **shared_document(rt, wall_now),
+    }
+
+
+def shared_document(rt: Runtime, wall_now: float) -> dict[str, Any]:
+    """With ``[shared]``: Redis ok/down, this instance's id and the live instances."""
+    shared = rt.shared
+    if shared is None:
+        return {}
+    return {
+        "shared": {
+            "state": "ok" if shared.client.up else "down",
+            "redis": shared.client.target.shown,
+            "instance": shared.id,
+            "instances": [
+                {"id": ident, "seen_s_ago": round(max(wall_now - seen, 0.0), 1)}
+                for ident, seen in shared.instances
+            ],
+        }
     }
 
 

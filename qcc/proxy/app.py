@@ -49,6 +49,7 @@ from qcc.proxy.messages import error_body
 from qcc.proxy.reload import watch_config
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 from qcc.routing.budget import RetryBudget
+from qcc.shared.settings import target as shared_target
 from qcc.usage.pricing import price_table
 from qcc.usage.store import usage_db_path
 
@@ -216,6 +217,7 @@ def create_app(
     """
     listen_host = host or config.proxy.host
     config.cluster(cluster_name)  # fail early on an unknown cluster
+    shared = shared_target(config.shared)  # [shared] or QCC_REDIS_URL; None: not shared
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
@@ -250,6 +252,14 @@ def create_app(
                 await usage.seed_member_spend(
                     runtime.ledger, runtime.keys, usage_db_path(), time.time()
                 )
+            if shared is not None:  # after the ledger's seeds; redis is imported only here
+                from qcc.shared import sync
+
+                runtime.shared = await sync.start(pool, shared)
+                runtime.shared.members = runtime.keys
+                if runtime.ledger is not None:
+                    runtime.ledger.shared = runtime.shared
+                tasks.append(_owned(runtime.shared.run(), "qcc-shared-sync"))
             if on_ready is not None:
                 on_ready(runtime)
             yield
@@ -259,6 +269,10 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if runtime.shared is not None:
+                from qcc.shared import sync
+
+                await sync.stop(runtime.shared)
             if runtime.ledger is not None:
                 await usage.close_ledger(runtime.ledger)
             client.close()

@@ -136,6 +136,8 @@ class Exchange:
         pool = rt.pool
         started = self.started = loop.time()
         session = session_key(self.request.headers, self.view) if pool.cluster.sticky else None
+        if session is not None and rt.shared is not None:  # [shared]: another instance's session?
+            await rt.shared.recall(session)
         rt.budget.record_request(started)
         tried: set[str] = set()
         budget_exhausted = False

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -23,6 +24,9 @@ from qcc.proxy.members import KeyGate
 from qcc.proxy.usage import Ledger
 from qcc.routing.budget import RetryBudget
 from qcc.usage.pricing import price_table
+
+if TYPE_CHECKING:
+    from qcc.shared.sync import SharedSync
 
 
 @dataclass(eq=False)
@@ -41,6 +45,7 @@ class Runtime:
     edge: EdgePolicy = field(init=False)  # Host/Origin rules, rebuilt with each config
     ledger: Ledger | None = None  # records usage and cost (None: not persisted, e.g. the demo)
     keys: KeyGate = field(init=False)  # the cluster's member keys, their rpm windows and spend
+    shared: SharedSync | None = None  # [shared]: the pool shared through Redis (qcc.shared)
 
     def __post_init__(self) -> None:
         self.edge = EdgePolicy(self.config.proxy, self.listen_host)
@@ -55,6 +60,10 @@ class Runtime:
         cluster = config.cluster(self.cluster_name)
         if config.retry != self.config.retry:
             self.budget = RetryBudget(config.retry)
+        if config.shared != self.config.shared:
+            logging.getLogger("qcc.proxy").warning(
+                "[shared] changed in config.toml; it takes effect when the proxy restarts"
+            )
         if self.ledger is not None and config.pricing != self.config.pricing:
             self.ledger.recorder.set_prices(price_table(config.pricing))
         self.config = config  # timeouts are read from it by every attempt

@@ -16,6 +16,7 @@ import re
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qcc.accounts.member import Member
 from qcc.accounts.pool import AccountPool
@@ -23,6 +24,9 @@ from qcc.proxy.members import KeyGate
 from qcc.usage.budget import day_start, month_start
 from qcc.usage.pricing import PriceTable
 from qcc.usage.store import UsageRecorder, UsageStore
+
+if TYPE_CHECKING:
+    from qcc.shared.sync import SharedSync
 
 log = logging.getLogger("qcc.usage")
 
@@ -60,6 +64,7 @@ class Ledger:
         self.recorder = recorder
         self.pool = pool
         self.keys: KeyGate | None = None  # member keys: their spend today, for their budgets
+        self.shared: SharedSync | None = None  # [shared]: usage and spend counted team-wide
 
     def record(
         self,
@@ -80,6 +85,8 @@ class Ledger:
         if renames:
             model = renames.get(model, model)
         cost = self.recorder.add(wall_now, self.pool.cluster.name, member.name, model, usage, key)
+        if self.shared is not None:
+            self.shared.add(member.name, usage, cost or 0.0, key or None)
         if cost:
             self.pool.add_spend(member, cost, now, wall_now)
             if key and self.keys is not None:
