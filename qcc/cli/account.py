@@ -12,8 +12,8 @@ import typer
 
 from qcc.cli import account_show, account_test, render
 from qcc.config import ops
+from qcc.config.checks import ENV_NAME_RE
 from qcc.config.model import Credential, header_value_problem
-from qcc.config.validate import ENV_NAME_RE
 from qcc.errors import AlreadyExistsError, ConfigValidationError, CredentialError
 from qcc.redact import looks_like_secret
 

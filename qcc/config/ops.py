@@ -14,8 +14,9 @@ import tomlkit
 from tomlkit.items import Table
 from tomlkit.toml_document import TOMLDocument
 
+from qcc.config.checks import check_name
 from qcc.config.model import STRATEGIES, Credential
-from qcc.config.validate import check_base_url, check_name, check_outbound_proxy
+from qcc.config.validate_account import check_base_url, check_outbound_proxy
 from qcc.errors import AlreadyExistsError, ConfigValidationError, NotFoundError
 
 
