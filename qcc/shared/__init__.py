@@ -8,5 +8,8 @@ qcc is the single process it always was.
 * :mod:`~qcc.shared.facts` — verdicts and announced limits as Redis stores them (pure).
 * :mod:`~qcc.shared.counters` — usage and spend deltas, batched, idempotent on retry (pure).
 * :mod:`~qcc.shared.client` — the redis-py asyncio client, ok/down, backoff.
-* :mod:`~qcc.shared.sync` — the one owned task per cluster that writes and reads all of it.
+* :mod:`~qcc.shared.reads` — the read script that returns only what changed (pure).
+* :mod:`~qcc.shared.pipeline` — what one tick writes and reads, queued on one pipeline.
+* :mod:`~qcc.shared.sync` — the one owned task per cluster: the tick, and applying what the
+  others decided.
 """

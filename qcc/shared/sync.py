@@ -2,7 +2,7 @@
 one optional lookup.
 
 Each tick (every :data:`TICK` seconds, or at most :data:`MIN_SPACING` after a new verdict or
-session binding) sends one pipeline — one round trip:
+session binding) sends one pipeline — one round trip, queued by :mod:`qcc.shared.pipeline`:
 
     writes   verdicts this instance decided (SET PX: they expire with the verdict; DEL when the
              account is healthy again), announced limits that changed, session bindings, the
@@ -38,17 +38,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from redis.asyncio.client import Pipeline
-
 from qcc.accounts.member import Member
 from qcc.accounts.pool import AccountPool
 from qcc.health.state import State
 from qcc.routing.ratelimit import Limits
 from qcc.shared import keys as K
 from qcc.shared.client import ERRORS, SharedClient
-from qcc.shared.counters import APPLY, Batch, Counters, account_field, key_field
+from qcc.shared.counters import Batch, Counters, account_field, key_field
 from qcc.shared.facts import SHARED_STATES, Announced, Verdict, decode_announced, decode_verdict
-from qcc.shared.reads import LIMITS_EVERY, READ, parse
+from qcc.shared.pipeline import queue_read, queue_writes
+from qcc.shared.reads import LIMITS_EVERY, parse
 from qcc.shared.settings import Target
 
 log = logging.getLogger("qcc.shared")
@@ -185,8 +184,8 @@ class SharedSync:
         loop_now = asyncio.get_running_loop().time()
         limits_due = loop_now - self._limits_read >= LIMITS_EVERY
         pipe = client.redis.pipeline(transaction=False)
-        self._writes(pipe, verdicts, sessions, limits, batch, wall_now)
-        self._read(pipe, names, limits_due, wall_now)
+        queue_writes(pipe, self.keys, self.id, verdicts, sessions, limits, batch, wall_now)
+        queue_read(pipe, self.keys, names, self._gens or ("", "", ""), limits_due, wall_now)
         try:
             async with asyncio.timeout(TICK_TIMEOUT):
                 replies = await pipe.execute()
@@ -235,62 +234,6 @@ class SharedSync:
             if limits is not None and limits is not self._limits_known.get(name):
                 out[name] = Announced(limits, self.id, wall_now)
         return out
-
-    def _writes(
-        self,
-        pipe: Pipeline,
-        verdicts: dict[str, Verdict | None],
-        sessions: dict[str, str],
-        limits: dict[str, Announced],
-        batch: Batch | None,
-        wall_now: float,
-    ) -> None:
-        keys = self.keys
-        for name, verdict in verdicts.items():
-            if verdict is None:
-                pipe.delete(keys.verdict(name))
-            else:
-                ttl = max(int((verdict.until - wall_now) * 1000), K.VERDICT_MIN_TTL_MS)
-                pipe.set(keys.verdict(name), verdict.encode(), px=ttl)
-        for name, announced in limits.items():
-            pipe.set(keys.limits(name), announced.encode(), ex=K.LIMITS_TTL)
-        for gen, written in zip(keys.gens, (verdicts, limits), strict=False):
-            if written:
-                pipe.incr(gen)
-                pipe.expire(gen, K.BATCH_TTL)
-        for session, account in sessions.items():
-            pipe.set(keys.sticky(session), account, ex=K.STICKY_TTL)
-        if batch is not None:  # EVAL, not EVALSHA: no extra round trip to load the script
-            pipe.eval(
-                APPLY,
-                5,
-                keys.batch(self.id),
-                keys.day("usage", batch.wall),
-                keys.day("spend", batch.wall),
-                keys.month(batch.wall),
-                keys.gens[2],
-                *batch.args(K.BATCH_TTL, K.DAY_TTL, K.MONTH_TTL),
-            )
-        pipe.zadd(keys.instances, {self.id: wall_now})
-        pipe.zremrangebyscore(keys.instances, "-inf", wall_now - K.INSTANCE_TTL)
-        pipe.expire(keys.instances, K.INSTANCE_TTL)
-        pipe.zrange(keys.instances, 0, -1, withscores=True)
-
-    def _read(self, pipe: Pipeline, names: list[str], limits_due: bool, wall_now: float) -> None:
-        keys = self.keys
-        seen = self._gens or ("", "", "")
-        pipe.eval(
-            READ,
-            5 + 2 * len(names),
-            *keys.gens,
-            keys.day("spend", wall_now),
-            keys.month(wall_now),
-            *(keys.verdict(n) for n in names),
-            *(keys.limits(n) for n in names),
-            *seen,
-            len(names),
-            1 if limits_due else 0,
-        )
 
     def _sent(
         self,
