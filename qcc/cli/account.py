@@ -1,9 +1,13 @@
-"""``qcc account ...``: add, list, remove, enable and disable the accounts of a cluster."""
+"""``qcc account ...``: add, list, remove, enable and disable the accounts of a cluster.
+
+Parsing add's options (the credential, weight, priority, model renames) is
+:mod:`qcc.cli.account_options`'s job; ``account test`` and ``account show`` live in
+:mod:`qcc.cli.account_test` and :mod:`qcc.cli.account_show`.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
@@ -11,9 +15,14 @@ from urllib.parse import quote
 import typer
 
 from qcc.cli import account_show, account_test, render
+from qcc.cli.account_options import (
+    credential_from_options,
+    model_renames,
+    non_negative,
+    utf8,
+    warn_unusable_env,
+)
 from qcc.config import ops
-from qcc.config.checks import ENV_NAME_RE
-from qcc.config.model import Credential, header_value_problem
 from qcc.errors import AlreadyExistsError, ConfigValidationError, CredentialError
 from qcc.redact import looks_like_secret
 
@@ -37,120 +46,10 @@ ClusterOpt = Annotated[
         help="Cluster of the account. Default: the default cluster (or the only one).",
     ),
 ]
-# (option, kind in the config file) in the order the error messages name them
-CREDENTIAL_OPTIONS = (
-    ("--api-key", "api_key"),
-    ("--auth-token", "auth_token"),
-    ("--api-key-env", "api_key_env"),
-    ("--auth-token-env", "auth_token_env"),
-    ("--api-key-command", "api_key_command"),
-    ("--auth-token-command", "auth_token_command"),
-)
 
 
 def _cluster_name(state: CliState, cluster: str | None) -> str:
     return cluster if cluster is not None else state.store().load().cluster(None).name
-
-
-def _utf8(option: str, value: str) -> str:
-    """Refuse text Python could only decode with surrogate escapes (argv bytes not in UTF-8)."""
-    if any(0xDC80 <= ord(c) <= 0xDCFF for c in value):
-        raise ConfigValidationError(
-            option, "is not valid UTF-8 text; check the terminal's encoding and type it again"
-        )
-    return value
-
-
-def _shown(value: str) -> str:
-    """``value`` quoted for an error message, unless it may be a key pasted in the wrong place."""
-    return "a value that looks like a key (not shown)" if looks_like_secret(value) else f"'{value}'"
-
-
-def _non_negative(option: str, raw: str) -> int:
-    """Parse an integer option ourselves so ``-1`` and ``abc`` get one clear line."""
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        shown = raw if not looks_like_secret(raw) else "a value that looks like a key (not shown)"
-        raise ConfigValidationError(option, f"must be an integer >= 0, got {shown}") from None
-    if value < 0:
-        raise ConfigValidationError(option, f"must be an integer >= 0, got {value}")
-    return value
-
-
-def _models(pairs: list[str] | None) -> dict[str, str]:
-    renames: dict[str, str] = {}
-    for pair in pairs or []:
-        source, sep, target = _utf8("--model", pair).partition("=")
-        source, target = source.strip(), target.strip()
-        if not sep or not source or not target:
-            raise ConfigValidationError(
-                "--model",
-                f"expected FROM=TO such as claude-sonnet-4-5=claude-sonnet-4-5-20250929, "
-                f"got {_shown(pair)}",
-            )
-        if source in renames:
-            raise ConfigValidationError("--model", f"{_shown(source)} is renamed twice")
-        renames[source] = target
-    return renames
-
-
-def _credential(
-    name: str, given: dict[str, str | None], environ: Mapping[str, str]
-) -> Credential | None:
-    """The one credential passed on the command line; None when there is none.
-
-    No error quotes a value that may be a secret.
-    """
-    present = [(option, kind) for option, kind in CREDENTIAL_OPTIONS if given[kind] is not None]
-    if len(present) > 1:
-        options = [option for option, _ in present]
-        listed = ", ".join(options[:-1]) + " and " + options[-1]
-        raise CredentialError(f"account '{name}' got both {listed}; pass exactly one credential")
-    if not present:
-        return None
-    option, kind = present[0]
-    value = given[kind] or ""
-    if kind.endswith("_command"):
-        if not _utf8(option, value).strip():
-            raise ConfigValidationError(option, "must be a shell command, e.g. 'op read op://…'")
-        return Credential(kind, value)
-    if kind.endswith("_env"):
-        # A valid name that is set here is a name, however random it looks.
-        if looks_like_secret(value) and not (ENV_NAME_RE.match(value) and value in environ):
-            inline = option.removesuffix("-env")
-            raise ConfigValidationError(
-                option,
-                "that looks like a key, not a variable name; pass the variable's name, "
-                f"e.g. ANTHROPIC_API_KEY, or use {inline}",
-            )
-        if not ENV_NAME_RE.match(_utf8(option, value)):
-            raise ConfigValidationError(
-                option, f"'{value}' is not an environment variable name, e.g. ANTHROPIC_API_KEY"
-            )
-        return Credential(kind, value)
-    if not value.strip():
-        raise ConfigValidationError(option, "must not be empty")
-    problem = header_value_problem(value)
-    if problem is not None:
-        raise ConfigValidationError(option, problem)
-    return Credential(kind, value)
-
-
-def _warn_unusable_env(credential: Credential, environ: Mapping[str, str]) -> None:
-    """Say at once when the proxy would not find a usable value in the named variable."""
-    if not credential.from_env:
-        return
-    if not environ.get(credential.value):
-        render.note(
-            f"warning: {credential.value} is not set in this shell; "
-            "the proxy reads it when it starts"
-        )
-        return
-    try:
-        credential.secret(environ)
-    except CredentialError as exc:
-        render.note(f"warning: {exc}; the proxy will refuse it")
 
 
 @app.command("add")
@@ -265,16 +164,16 @@ def add(
           --api-key-command 'op read op://Private/anthropic/key'
     """
     state: CliState = ctx.obj
-    if _utf8("NAME", name).startswith(("sk-", "sk_")) and looks_like_secret(name):
+    if utf8("NAME", name).startswith(("sk-", "sk_")) and looks_like_secret(name):
         raise ConfigValidationError(
             "NAME",
             "that looks like a key, not an account name; give the name first, "
             "e.g. qcc account add main --base-url URL --api-key-env ANTHROPIC_API_KEY",
         )
-    _utf8("--base-url", base_url)
-    weight_value = _non_negative("--weight", weight)
-    priority_value = _non_negative("--priority", priority)
-    renames = _models(model)
+    utf8("--base-url", base_url)
+    weight_value = non_negative("--weight", weight)
+    priority_value = non_negative("--priority", priority)
+    renames = model_renames(model)
     given = {
         "api_key": api_key,
         "auth_token": auth_token,
@@ -283,7 +182,7 @@ def add(
         "api_key_command": api_key_command,
         "auth_token_command": auth_token_command,
     }
-    credential = _credential(name, given, os.environ)
+    credential = credential_from_options(name, given, os.environ)
     store = state.store()
     target = store.load().cluster(cluster)  # unknown cluster fails before any prompt
     if credential is None:
@@ -298,7 +197,7 @@ def add(
                 "--api-key-env or --auth-token-env"
             )
         secret = typer.prompt(f"API key for account '{name}'", hide_input=True, err=True)
-        credential = _credential(name, {**given, "api_key": secret}, os.environ)
+        credential = credential_from_options(name, {**given, "api_key": secret}, os.environ)
         assert credential is not None
     with store.edit() as doc:
         ops.add_account(
@@ -316,7 +215,7 @@ def add(
         f"Added account '{name}' to cluster '{target.name}' "
         f"({credential.kind} {credential.masked()})."
     )
-    _warn_unusable_env(credential, os.environ)
+    warn_unusable_env(credential, os.environ)
 
 
 @app.command("list")
