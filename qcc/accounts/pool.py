@@ -21,18 +21,16 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from qcc.accounts import observe
+from qcc.accounts import credentials, observe
 from qcc.accounts.member import Member
 from qcc.accounts.ready import Ready, build
 from qcc.config.model import Account, Cluster, HealthSettings
-from qcc.credentials.keeper import source_for
 from qcc.credentials.source import CredentialSource, RefreshResult
-from qcc.errors import CredentialError
 from qcc.health.state import AccountHealth, State, Transition
 from qcc.redact import scrub
 from qcc.routing.ratelimit import Limits, blocked_until
@@ -110,7 +108,10 @@ class AccountPool:
                 if old.get(account.name) is not None:
                     member.stats = old[account.name].stats  # counters are history; keep them
                     member.spend = old[account.name].spend  # so is what it spent
-                self._attach_source(cluster.name, member)
+                source = credentials.attach(member, cluster.name, self._environ, self._token_dir)
+                if source is not None:  # every refresh's result comes back to _refreshed
+                    source.listener = partial(self._refreshed, member)
+                    self.credentials_changed.set()  # the keeper fetches it at once
             else:
                 changed = member.account != account
                 member.account = account
@@ -132,61 +133,24 @@ class AccountPool:
         self.full_members = sum(1 for m in members.values() if m.full_until is not None)
         self.cluster = cluster
         self.health_settings = health
-        self._resolve_credentials(members.values(), now)
+        credentials.resolve(members.values(), self._environ, now)
         self._version += 1
 
     # ---- credentials ---------------------------------------------------------------------
-
-    def _attach_source(self, cluster: str, member: Member) -> None:
-        """Give a member whose credential is fetched while running (command, OAuth2) its
-        source; every refresh's result comes back to :meth:`_refreshed`."""
-        source = source_for(
-            member.account.credential,
-            cluster,
-            member.name,
-            environ=self._environ,
-            token_dir=self._token_dir,
-        )
-        if source is not None:
-            source.listener = partial(self._refreshed, member)
-            self.credentials_changed.set()  # the keeper fetches it at once
-        member.source = source
 
     def sources(self) -> list[CredentialSource]:
         return [m.source for m in self.members.values() if m.source is not None]
 
     def _refreshed(self, member: Member, result: RefreshResult) -> None:
-        """A credential refresh ended: a new value is used at once; a failure is the
-        account's (a failing command or a refused grant: auth_failed; a token endpoint that is
-        down: one more failure)."""
+        """A credential refresh ended (:func:`qcc.accounts.credentials.refreshed`)."""
         source = member.source
         if source is None or self.members.get(member.name) is not member:
             return  # replaced by a reload meanwhile
-        if result.error is None:
-            if member.header != source.header:
-                member.header = source.header
-                self._version += 1
-            return
-        if member.header is not None and source.current(result.at) is None:
-            member.header = None  # stale, and no new one: not picked until a refresh works
+        changed, failure = credentials.refreshed(member, source, result)
+        if changed:
             self._version += 1
-        if member.health.state is State.DISABLED:
-            return
-        error = result.error
-        seen = observe.Observation(observe.Source.TRAFFIC, error.outcome, str(error))
-        self.report(member, seen, result.at, source.wall())
-
-    def _resolve_credentials(self, members: Iterable[Member], now: float) -> None:
-        for member in members:
-            if member.source is not None:
-                member.header = member.source.header  # None until first fetched
-                continue
-            try:
-                member.header = member.account.credential.header(self._environ)
-            except CredentialError as exc:
-                member.header = None
-                if member.health.state not in (State.DISABLED, State.AUTH_FAILED):
-                    member.health.record_auth_failure(now, str(exc))
+        if failure is not None:
+            self.report(member, failure, result.at, source.wall())
 
     # ---- selection -----------------------------------------------------------------------
 
