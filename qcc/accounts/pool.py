@@ -36,7 +36,6 @@ from qcc.redact import scrub
 from qcc.routing.ratelimit import Limits, blocked_until
 from qcc.routing.sticky import StickyTable
 from qcc.routing.strategies import Candidate, Scorer, Strategy, choose, make_strategy
-from qcc.usage.budget import over_budget_until
 
 log = logging.getLogger("qcc.health")
 
@@ -425,19 +424,11 @@ class AccountPool:
         """An account whose spend reached its daily or monthly budget (the user's policy) is
         ``exhausted`` until the next local day or month."""
         account, spend, health = member.account, member.spend, member.health
-        spend.roll(wall_now)
         daily, monthly = account.budget_daily_usd, account.budget_monthly_usd
-        until = over_budget_until(spend.today, spend.month, daily, monthly, wall_now)
+        until = spend.over_budget(daily, monthly, wall_now)
         if until is None or health.state in (State.EXHAUSTED, State.DISABLED):
             return
-        if (
-            daily is not None
-            and spend.today >= daily
-            and (monthly is None or spend.month < monthly or until <= spend.day_ends)
-        ):
-            reason = f"daily budget ${daily:.2f} reached (${spend.today:.2f} spent)"
-        else:
-            reason = f"monthly budget ${monthly or 0.0:.2f} reached (${spend.month:.2f} spent)"
+        reason = spend.budget_reason(daily, monthly, until)
         before = health.state
         health.record_exhausted(now, now + (until - wall_now), reason)
         self._version += 1
