@@ -26,12 +26,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from qcc.accounts import credentials, observe
+from qcc.accounts import credentials, observe, reload
 from qcc.accounts.member import Member
 from qcc.accounts.ready import Ready, build
-from qcc.config.model import Account, Cluster, HealthSettings
+from qcc.config.model import Cluster, HealthSettings
 from qcc.credentials.source import CredentialSource, RefreshResult
-from qcc.health.state import AccountHealth, State, Transition
+from qcc.health.state import State, Transition
 from qcc.redact import scrub
 from qcc.routing.ratelimit import Limits, blocked_until
 from qcc.routing.sticky import StickyTable
@@ -50,11 +50,6 @@ class PoolListener(Protocol):
     def changed(self, member: Member, now: float, wall_now: float) -> None: ...
 
     def session(self, session: str, account: str) -> None: ...
-
-
-def _same_endpoint(a: Account, b: Account) -> bool:
-    """Health survives a reload unless what it judged (endpoint, credential) changed."""
-    return a.base_url == b.base_url and a.credential == b.credential
 
 
 class AccountPool:
@@ -95,34 +90,19 @@ class AccountPool:
         if cluster.strategy != self.cluster.strategy or not self.members:
             self.strategy = make_strategy(cluster.strategy, self._rng)
         old = self.members
-        rules_changed = cluster.rules != self.cluster.rules
-        members: dict[str, Member] = {}
-        for account in cluster.accounts:
-            member = old.get(account.name)
-            if member is None or not _same_endpoint(member.account, account):
-                member = Member(
-                    account=account,
-                    health=AccountHealth(health, enabled=account.enabled, now=now, rng=self._rng),
-                )
-                if old.get(account.name) is not None:
-                    member.stats = old[account.name].stats  # counters are history; keep them
-                    member.spend = old[account.name].spend  # so is what it spent
-                source = credentials.attach(member, cluster.name, self._environ, self._token_dir)
-                if source is not None:  # every refresh's result comes back to _refreshed
-                    source.listener = partial(self._refreshed, member)
-                    self.credentials_changed.set()  # the keeper fetches it at once
-            else:
-                changed = member.account != account
-                member.account = account
-                member.health.update_settings(health)
-                if member.health.state is State.EXHAUSTED and (changed or rules_changed):
-                    why = "its config changed" if changed else "the cluster's rules changed"
-                    member.health.reset(now, f"reset: {why}")
-                if account.enabled and member.health.state is State.DISABLED:
-                    member.health.enable(now)
-                elif not account.enabled and member.health.state is not State.DISABLED:
-                    member.health.disable(now)
-            members[account.name] = member
+        members, new = reload.members_for(
+            cluster,
+            health,
+            old,
+            rules_changed=cluster.rules != self.cluster.rules,
+            now=now,
+            rng=self._rng,
+        )
+        for member in new:
+            source = credentials.attach(member, cluster.name, self._environ, self._token_dir)
+            if source is not None:  # every refresh's result comes back to _refreshed
+                source.listener = partial(self._refreshed, member)
+                self.credentials_changed.set()  # the keeper fetches it at once
         for name, gone in old.items():
             if members.get(name) is not gone and gone.source is not None:
                 gone.source.close()  # replaced or removed: its refresh stops
