@@ -9,7 +9,8 @@ the pool owns the members and bumps its own version when a header changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from pathlib import Path
 
 from qcc.accounts.member import Member
@@ -21,14 +22,23 @@ from qcc.health.state import State
 
 
 def attach(
-    member: Member, cluster: str, environ: Mapping[str, str] | None, token_dir: Path | None
-) -> CredentialSource | None:
-    """Give a member whose credential is fetched while running (command, OAuth2) its source
-    (None for an inline or environment one); the caller wires the source's listener."""
-    source = member.source = source_for(
-        member.account.credential, cluster, member.name, environ=environ, token_dir=token_dir
-    )
-    return source
+    members: Iterable[Member],
+    cluster: str,
+    environ: Mapping[str, str] | None,
+    token_dir: Path | None,
+    on_result: Callable[[Member, RefreshResult], None],
+) -> bool:
+    """Give each new member whose credential is fetched while running (command, OAuth2) its
+    source, every refresh's result going to ``on_result``; True if any got one."""
+    attached = False
+    for member in members:
+        source = member.source = source_for(
+            member.account.credential, cluster, member.name, environ=environ, token_dir=token_dir
+        )
+        if source is not None:
+            source.listener = partial(on_result, member)
+            attached = True
+    return attached
 
 
 def resolve(members: Iterable[Member], environ: Mapping[str, str] | None, now: float) -> None:

@@ -22,17 +22,15 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from qcc.accounts import credentials, observe, reload
+from qcc.accounts import availability, credentials, observe, reload
 from qcc.accounts.member import Member
 from qcc.accounts.ready import Ready, build
 from qcc.config.model import Cluster, HealthSettings
 from qcc.credentials.source import CredentialSource, RefreshResult
 from qcc.health.state import State, Transition
-from qcc.redact import scrub
 from qcc.routing.ratelimit import Limits, blocked_until
 from qcc.routing.sticky import StickyTable
 from qcc.routing.strategies import Candidate, Scorer, Strategy, choose, make_strategy
@@ -40,7 +38,6 @@ from qcc.routing.strategies import Candidate, Scorer, Strategy, choose, make_str
 log = logging.getLogger("qcc.health")
 
 _EXHAUSTED = State.EXHAUSTED
-_NEVER_IN_PANIC = (State.AUTH_FAILED, State.EXHAUSTED, State.DISABLED)
 
 
 class PoolListener(Protocol):
@@ -90,19 +87,10 @@ class AccountPool:
         if cluster.strategy != self.cluster.strategy or not self.members:
             self.strategy = make_strategy(cluster.strategy, self._rng)
         old = self.members
-        members, new = reload.members_for(
-            cluster,
-            health,
-            old,
-            rules_changed=cluster.rules != self.cluster.rules,
-            now=now,
-            rng=self._rng,
-        )
-        for member in new:
-            source = credentials.attach(member, cluster.name, self._environ, self._token_dir)
-            if source is not None:  # every refresh's result comes back to _refreshed
-                source.listener = partial(self._refreshed, member)
-                self.credentials_changed.set()  # the keeper fetches it at once
+        rules_changed = cluster.rules != self.cluster.rules
+        members, new = reload.members_for(cluster, health, old, rules_changed, now, self._rng)
+        if credentials.attach(new, cluster.name, self._environ, self._token_dir, self._refreshed):
+            self.credentials_changed.set()  # the keeper fetches them at once
         for name, gone in old.items():
             if members.get(name) is not gone and gone.source is not None:
                 gone.source.close()  # replaced or removed: its refresh stops
@@ -230,25 +218,12 @@ class AccountPool:
         return False
 
     def _panic(self, tried: set[str], now: float) -> Member | None:
-        """No account is usable: try those that are out anyway, soonest-recovering first.
-
-        Accounts out for bad credentials, out of credit or quota, or disabled by the user are
-        never tried: they cannot succeed by themselves (an exhausted account's trial request
-        goes through normal selection once its wait is over).
-        """
-        if any(m.health.usable(now) for m in self.members.values() if m.header is not None):
-            return None  # usable accounts exist; they were all tried already
-        waiting = [
-            m
-            for m in self.members.values()
-            if m.name not in tried
-            and m.header is not None
-            and m.health.state not in _NEVER_IN_PANIC
-        ]
-        if not waiting:
+        """No account is usable: try one that is out anyway (see
+        :func:`~qcc.accounts.availability.panic_candidate`)."""
+        member = availability.panic_candidate(self.members.values(), tried, now)
+        if member is None:
             return None
         self.panics += 1
-        member = min(waiting, key=lambda m: (m.health.recovers_at(now) or now, m.account.priority))
         log.warning(
             "panic mode: no account of cluster %s is usable; trying %s (%s) anyway",
             self.cluster.name,
@@ -416,32 +391,13 @@ class AccountPool:
         if self.listener is not None:
             self.listener.changed(member, now, wall_now)
 
-    # ---- views ---------------------------------------------------------------------------
+    # ---- views (qcc.accounts.availability) ---------------------------------------------
 
     def usable_count(self, now: float) -> int:
-        return sum(
-            1 for m in self.members.values() if m.header is not None and m.health.usable(now)
-        )
+        return availability.usable_count(self.members.values(), now)
 
     def unavailable_reasons(self, now: float) -> dict[str, str]:
-        """Why each account that cannot serve now cannot: ``{"main": "auth_failed (why)"}``."""
-        return {
-            m.name: f"{m.health.state} ({scrub(m.health.reason, m.secrets())})"
-            for m in self.members.values()
-            if m.header is None or not m.health.usable(now)
-        }
+        return availability.unavailable_reasons(self.members.values(), now)
 
     def soonest_recovery(self, now: float, exhausted_within: float | None = None) -> float | None:
-        """Monotonic time at which some account will be usable again by itself, if any.
-
-        With ``exhausted_within``, an exhausted account counts only if its next trial is at
-        most that many seconds away (out of credit, it is not expected back soon)."""
-        horizon = None if exhausted_within is None else now + exhausted_within
-        times = [
-            t
-            for m in self.members.values()
-            if m.header is not None
-            and (t := m.health.recovers_at(now)) is not None
-            and (horizon is None or t <= horizon or m.health.state is not State.EXHAUSTED)
-        ]
-        return min(times) if times else None
+        return availability.soonest_recovery(self.members.values(), now, exhausted_within)

@@ -27,7 +27,6 @@ def members_for(
     cluster: Cluster,
     health: HealthSettings,
     old: Mapping[str, Member],
-    *,
     rules_changed: bool,
     now: float,
     rng: random.Random,
