@@ -3,8 +3,9 @@
 An inline or environment credential is read when the cluster is (re)loaded (:func:`resolve`). One
 fetched while running (command, OAuth2) gets a :class:`~qcc.credentials.source.CredentialSource`
 (:func:`attach`); the keeper (:mod:`qcc.credentials.keeper`) runs its fetches, and every result
-comes back to the pool, which applies it with :func:`refreshed`. No I/O here, and no pool state:
-the pool owns the members and bumps its own version when a header changed.
+comes back to the pool, which applies it with :func:`refreshed`; a replaced account's refresh
+stops (:func:`close_replaced`). No I/O here, and no pool state: the pool owns the members and
+bumps its own version when a header changed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def attach(
             source.listener = partial(on_result, member)
             attached = True
     return attached
+
+
+def close_replaced(old: Mapping[str, Member], members: Mapping[str, Member]) -> None:
+    """Stop the refreshes of the old members that were replaced or removed."""
+    for name, gone in old.items():
+        if members.get(name) is not gone and gone.source is not None:
+            gone.source.close()
 
 
 def resolve(members: Iterable[Member], environ: Mapping[str, str] | None, now: float) -> None:

@@ -1,12 +1,15 @@
 """The account pool: the one owner of every account's runtime state in a running proxy.
 
 The pool answers "which account next?" (sticky session, then strategy, then panic mode), passes
-observed outcomes to :func:`qcc.accounts.observe.report` (the one health decision), and applies a
-reloaded cluster without losing the state of unchanged accounts. It also keeps what accounts
-say about their limits (an account that announced it is out of room is skipped while another has
-room) and what they spent (a reached budget makes the account ``exhausted`` until the next local
-day or month). Everything here is synchronous and takes ``now`` (monotonic seconds) from the
-caller.
+observed outcomes to :func:`qcc.accounts.observe.report` (the one health decision), adopts what
+the user or another instance decided, and applies a reloaded cluster without losing the state of
+unchanged accounts (:mod:`~qcc.accounts.reload`; credentials wired by
+:mod:`~qcc.accounts.credentials`). It also keeps what accounts say about their limits (an account
+that announced it is out of room is skipped while another has room) and what they spent (a
+reached budget, :mod:`~qcc.accounts.spend`, makes the account ``exhausted`` until the next local
+day or month). Which accounts can serve, and why not, is read in
+:mod:`~qcc.accounts.availability`. Everything here is synchronous and takes ``now`` (monotonic
+seconds) from the caller.
 
 Selection does not scan the accounts per request: what it may pick is kept in a
 :class:`~qcc.accounts.ready.Ready`, built again only when an account's state changed (every
@@ -80,7 +83,7 @@ class AccountPool:
         self.listener: PoolListener | None = None  # set when [shared] is configured
         self.apply(cluster, health, now=now)
 
-    # ---- configuration -------------------------------------------------------------------
+    # ---- configuration and credentials ---------------------------------------------------
 
     def apply(self, cluster: Cluster, health: HealthSettings, *, now: float) -> None:
         """Adopt a (re)loaded cluster. Unchanged accounts keep health, latency and stats."""
@@ -91,9 +94,7 @@ class AccountPool:
         members, new = reload.members_for(cluster, health, old, rules_changed, now, self._rng)
         if credentials.attach(new, cluster.name, self._environ, self._token_dir, self._refreshed):
             self.credentials_changed.set()  # the keeper fetches them at once
-        for name, gone in old.items():
-            if members.get(name) is not gone and gone.source is not None:
-                gone.source.close()  # replaced or removed: its refresh stops
+        credentials.close_replaced(old, members)
         for name in old.keys() - members.keys():
             self.sticky.forget_account(name)
         self.members = members
@@ -102,8 +103,6 @@ class AccountPool:
         self.health_settings = health
         credentials.resolve(members.values(), self._environ, now)
         self._version += 1
-
-    # ---- credentials ---------------------------------------------------------------------
 
     def sources(self) -> list[CredentialSource]:
         return [m.source for m in self.members.values() if m.source is not None]
@@ -391,7 +390,7 @@ class AccountPool:
         if self.listener is not None:
             self.listener.changed(member, now, wall_now)
 
-    # ---- views (qcc.accounts.availability) ---------------------------------------------
+    # ---- views (qcc.accounts.availability) -----------------------------------------------
 
     def usable_count(self, now: float) -> int:
         return availability.usable_count(self.members.values(), now)
