@@ -1,12 +1,15 @@
 """The account pool: the one owner of every account's runtime state in a running proxy.
 
 The pool answers "which account next?" (sticky session, then strategy, then panic mode), passes
-observed outcomes to :func:`qcc.accounts.observe.report` (the one health decision), and applies a
-reloaded cluster without losing the state of unchanged accounts. It also keeps what accounts
-say about their limits (an account that announced it is out of room is skipped while another has
-room) and what they spent (a reached budget makes the account ``exhausted`` until the next local
-day or month). Everything here is synchronous and takes ``now`` (monotonic seconds) from the
-caller.
+observed outcomes to :func:`qcc.accounts.observe.report` (the one health decision), adopts what
+the user or another instance decided, and applies a reloaded cluster without losing the state of
+unchanged accounts (:mod:`~qcc.accounts.reload`; credentials wired by
+:mod:`~qcc.accounts.credentials`). It also keeps what accounts say about their limits (an account
+that announced it is out of room is skipped while another has room) and what they spent (a
+reached budget, :mod:`~qcc.accounts.spend`, makes the account ``exhausted`` until the next local
+day or month). Which accounts can serve, and why not, is read in
+:mod:`~qcc.accounts.availability`. Everything here is synchronous and takes ``now`` (monotonic
+seconds) from the caller.
 
 Selection does not scan the accounts per request: what it may pick is kept in a
 :class:`~qcc.accounts.ready.Ready`, built again only when an account's state changed (every
@@ -21,29 +24,23 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Iterable, Mapping
-from functools import partial
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from qcc.accounts import observe
+from qcc.accounts import availability, credentials, observe, reload
 from qcc.accounts.member import Member
 from qcc.accounts.ready import Ready, build
-from qcc.config.model import Account, Cluster, HealthSettings
-from qcc.credentials.keeper import source_for
+from qcc.config.model import Cluster, HealthSettings
 from qcc.credentials.source import CredentialSource, RefreshResult
-from qcc.errors import CredentialError
-from qcc.health.state import AccountHealth, State, Transition
-from qcc.redact import scrub
+from qcc.health.state import State, Transition
 from qcc.routing.ratelimit import Limits, blocked_until
 from qcc.routing.sticky import StickyTable
 from qcc.routing.strategies import Candidate, Scorer, Strategy, choose, make_strategy
-from qcc.usage.budget import over_budget_until
 
 log = logging.getLogger("qcc.health")
 
 _EXHAUSTED = State.EXHAUSTED
-_NEVER_IN_PANIC = (State.AUTH_FAILED, State.EXHAUSTED, State.DISABLED)
 
 
 class PoolListener(Protocol):
@@ -53,11 +50,6 @@ class PoolListener(Protocol):
     def changed(self, member: Member, now: float, wall_now: float) -> None: ...
 
     def session(self, session: str, account: str) -> None: ...
-
-
-def _same_endpoint(a: Account, b: Account) -> bool:
-    """Health survives a reload unless what it judged (endpoint, credential) changed."""
-    return a.base_url == b.base_url and a.credential == b.credential
 
 
 class AccountPool:
@@ -91,7 +83,7 @@ class AccountPool:
         self.listener: PoolListener | None = None  # set when [shared] is configured
         self.apply(cluster, health, now=now)
 
-    # ---- configuration -------------------------------------------------------------------
+    # ---- configuration and credentials ---------------------------------------------------
 
     def apply(self, cluster: Cluster, health: HealthSettings, *, now: float) -> None:
         """Adopt a (re)loaded cluster. Unchanged accounts keep health, latency and stats."""
@@ -99,94 +91,32 @@ class AccountPool:
             self.strategy = make_strategy(cluster.strategy, self._rng)
         old = self.members
         rules_changed = cluster.rules != self.cluster.rules
-        members: dict[str, Member] = {}
-        for account in cluster.accounts:
-            member = old.get(account.name)
-            if member is None or not _same_endpoint(member.account, account):
-                member = Member(
-                    account=account,
-                    health=AccountHealth(health, enabled=account.enabled, now=now, rng=self._rng),
-                )
-                if old.get(account.name) is not None:
-                    member.stats = old[account.name].stats  # counters are history; keep them
-                    member.spend = old[account.name].spend  # so is what it spent
-                self._attach_source(cluster.name, member)
-            else:
-                changed = member.account != account
-                member.account = account
-                member.health.update_settings(health)
-                if member.health.state is State.EXHAUSTED and (changed or rules_changed):
-                    why = "its config changed" if changed else "the cluster's rules changed"
-                    member.health.reset(now, f"reset: {why}")
-                if account.enabled and member.health.state is State.DISABLED:
-                    member.health.enable(now)
-                elif not account.enabled and member.health.state is not State.DISABLED:
-                    member.health.disable(now)
-            members[account.name] = member
-        for name, gone in old.items():
-            if members.get(name) is not gone and gone.source is not None:
-                gone.source.close()  # replaced or removed: its refresh stops
+        members, new = reload.members_for(cluster, health, old, rules_changed, now, self._rng)
+        if credentials.attach(new, cluster.name, self._environ, self._token_dir, self._refreshed):
+            self.credentials_changed.set()  # the keeper fetches them at once
+        credentials.close_replaced(old, members)
         for name in old.keys() - members.keys():
             self.sticky.forget_account(name)
         self.members = members
         self.full_members = sum(1 for m in members.values() if m.full_until is not None)
         self.cluster = cluster
         self.health_settings = health
-        self._resolve_credentials(members.values(), now)
+        credentials.resolve(members.values(), self._environ, now)
         self._version += 1
-
-    # ---- credentials ---------------------------------------------------------------------
-
-    def _attach_source(self, cluster: str, member: Member) -> None:
-        """Give a member whose credential is fetched while running (command, OAuth2) its
-        source; every refresh's result comes back to :meth:`_refreshed`."""
-        source = source_for(
-            member.account.credential,
-            cluster,
-            member.name,
-            environ=self._environ,
-            token_dir=self._token_dir,
-        )
-        if source is not None:
-            source.listener = partial(self._refreshed, member)
-            self.credentials_changed.set()  # the keeper fetches it at once
-        member.source = source
 
     def sources(self) -> list[CredentialSource]:
         return [m.source for m in self.members.values() if m.source is not None]
 
     def _refreshed(self, member: Member, result: RefreshResult) -> None:
-        """A credential refresh ended: a new value is used at once; a failure is the
-        account's (a failing command or a refused grant: auth_failed; a token endpoint that is
-        down: one more failure)."""
+        """A credential refresh ended (:func:`qcc.accounts.credentials.refreshed`)."""
         source = member.source
         if source is None or self.members.get(member.name) is not member:
             return  # replaced by a reload meanwhile
-        if result.error is None:
-            if member.header != source.header:
-                member.header = source.header
-                self._version += 1
-            return
-        if member.header is not None and source.current(result.at) is None:
-            member.header = None  # stale, and no new one: not picked until a refresh works
+        changed, failure = credentials.refreshed(member, source, result)
+        if changed:
             self._version += 1
-        if member.health.state is State.DISABLED:
-            return
-        error = result.error
-        seen = observe.Observation(observe.Source.TRAFFIC, error.outcome, str(error))
-        self.report(member, seen, result.at, source.wall())
-
-    def _resolve_credentials(self, members: Iterable[Member], now: float) -> None:
-        for member in members:
-            if member.source is not None:
-                member.header = member.source.header  # None until first fetched
-                continue
-            try:
-                member.header = member.account.credential.header(self._environ)
-            except CredentialError as exc:
-                member.header = None
-                if member.health.state not in (State.DISABLED, State.AUTH_FAILED):
-                    member.health.record_auth_failure(now, str(exc))
+        if failure is not None:
+            self.report(member, failure, result.at, source.wall())
 
     # ---- selection -----------------------------------------------------------------------
 
@@ -287,25 +217,12 @@ class AccountPool:
         return False
 
     def _panic(self, tried: set[str], now: float) -> Member | None:
-        """No account is usable: try those that are out anyway, soonest-recovering first.
-
-        Accounts out for bad credentials, out of credit or quota, or disabled by the user are
-        never tried: they cannot succeed by themselves (an exhausted account's trial request
-        goes through normal selection once its wait is over).
-        """
-        if any(m.health.usable(now) for m in self.members.values() if m.header is not None):
-            return None  # usable accounts exist; they were all tried already
-        waiting = [
-            m
-            for m in self.members.values()
-            if m.name not in tried
-            and m.header is not None
-            and m.health.state not in _NEVER_IN_PANIC
-        ]
-        if not waiting:
+        """No account is usable: try one that is out anyway (see
+        :func:`~qcc.accounts.availability.panic_candidate`)."""
+        member = availability.panic_candidate(self.members.values(), tried, now)
+        if member is None:
             return None
         self.panics += 1
-        member = min(waiting, key=lambda m: (m.health.recovers_at(now) or now, m.account.priority))
         log.warning(
             "panic mode: no account of cluster %s is usable; trying %s (%s) anyway",
             self.cluster.name,
@@ -461,19 +378,11 @@ class AccountPool:
         """An account whose spend reached its daily or monthly budget (the user's policy) is
         ``exhausted`` until the next local day or month."""
         account, spend, health = member.account, member.spend, member.health
-        spend.roll(wall_now)
         daily, monthly = account.budget_daily_usd, account.budget_monthly_usd
-        until = over_budget_until(spend.today, spend.month, daily, monthly, wall_now)
+        until = spend.over_budget(daily, monthly, wall_now)
         if until is None or health.state in (State.EXHAUSTED, State.DISABLED):
             return
-        if (
-            daily is not None
-            and spend.today >= daily
-            and (monthly is None or spend.month < monthly or until <= spend.day_ends)
-        ):
-            reason = f"daily budget ${daily:.2f} reached (${spend.today:.2f} spent)"
-        else:
-            reason = f"monthly budget ${monthly or 0.0:.2f} reached (${spend.month:.2f} spent)"
+        reason = spend.budget_reason(daily, monthly, until)
         before = health.state
         health.record_exhausted(now, now + (until - wall_now), reason)
         self._version += 1
@@ -481,32 +390,13 @@ class AccountPool:
         if self.listener is not None:
             self.listener.changed(member, now, wall_now)
 
-    # ---- views ---------------------------------------------------------------------------
+    # ---- views (qcc.accounts.availability) -----------------------------------------------
 
     def usable_count(self, now: float) -> int:
-        return sum(
-            1 for m in self.members.values() if m.header is not None and m.health.usable(now)
-        )
+        return availability.usable_count(self.members.values(), now)
 
     def unavailable_reasons(self, now: float) -> dict[str, str]:
-        """Why each account that cannot serve now cannot: ``{"main": "auth_failed (why)"}``."""
-        return {
-            m.name: f"{m.health.state} ({scrub(m.health.reason, m.secrets())})"
-            for m in self.members.values()
-            if m.header is None or not m.health.usable(now)
-        }
+        return availability.unavailable_reasons(self.members.values(), now)
 
     def soonest_recovery(self, now: float, exhausted_within: float | None = None) -> float | None:
-        """Monotonic time at which some account will be usable again by itself, if any.
-
-        With ``exhausted_within``, an exhausted account counts only if its next trial is at
-        most that many seconds away (out of credit, it is not expected back soon)."""
-        horizon = None if exhausted_within is None else now + exhausted_within
-        times = [
-            t
-            for m in self.members.values()
-            if m.header is not None
-            and (t := m.health.recovers_at(now)) is not None
-            and (horizon is None or t <= horizon or m.health.state is not State.EXHAUSTED)
-        ]
-        return min(times) if times else None
+        return availability.soonest_recovery(self.members.values(), now, exhausted_within)

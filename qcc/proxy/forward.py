@@ -1,16 +1,16 @@
-"""Forwarding one client request: select account → build its request → send → relay or fail over.
+"""Forwarding one client request: select account → fresh credential → build → send → decide.
 
-The order is the lesson of the tools before qcc: every per-account setting (credential, model
-rename, base URL) is read from the account *selected for this attempt*. A credential fetched
-while running (command, OAuth2) is made fresh first if it is stale (one shared refresh, bounded
-by the connect timeout); a 401/403 from such an account fetches it again once, and the request
-may go to the same account once more with the new one.
+:class:`Exchange` is one client request across its attempts. The order is the lesson of the tools
+before qcc: every per-account setting (credential, model rename, base URL) is read from the
+account *selected for this attempt*. A credential fetched while running (command, OAuth2) is made
+fresh first if it is stale (one shared refresh, bounded by the connect timeout); a 401/403 from
+such an account fetches it again once, and the request may go to the same account once more with
+the new one.
 
-A plain response is *committed* when its head goes to the client; a stream when its first content
-(``content_block_delta``, or ``message_delta``/``message_stop`` for an empty answer) does: until
-then ``message_start``, ``content_block_start`` and ``ping`` are held back. Before the commit, any
-failure moves on to the next account, invisibly; after it, a failure ends the stream with an
-``event: error`` and counts against the account. Success is recorded when the response completes.
+Until the answer is committed (its head, or a stream's first content: :mod:`qcc.proxy.relay`),
+any failure moves on to the next account, invisibly; after it, a failure counts against the
+account and the client sees the answer broken off. Success is recorded when the response
+completes.
 
 An error answer (4xx/5xx; never a 2xx) has its first 16 KB read and judged by the cluster's rule
 table first (:mod:`qcc.proxy.error_answer`): it fails over (out of credit, disabled, rate limited,
@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from qcc.accounts.member import Member
 from qcc.accounts.observe import Observation, Source
@@ -38,16 +37,19 @@ from qcc.errors import CredentialError
 from qcc.net.client import render_head
 from qcc.net.connection import Response
 from qcc.net.errors import ConnectTimeout, UpstreamError
-from qcc.proxy import sse
 from qcc.proxy.activity import record as record_activity
 from qcc.proxy.admin import unauthorized
-from qcc.proxy.error_answer import READ_SECONDS, ErrorAnswer, error_kind, read_answer
+from qcc.proxy.error_answer import READ_SECONDS, ErrorAnswer, read_answer
 from qcc.proxy.failed import Failure, all_failed
 from qcc.proxy.guard import CALLER, TARGET, VIEW, renamed_body
-from qcc.proxy.messages import (
-    downstream_headers,
-    upstream_headers,
-    wants_stream,
+from qcc.proxy.messages import downstream_headers, upstream_headers, wants_stream
+from qcc.proxy.relay import (
+    NETWORK_ERRORS,
+    ClientGone,
+    describe,
+    first_events,
+    relay_body,
+    relay_stream,
 )
 from qcc.proxy.runtime import RUNTIME_KEY, Runtime
 from qcc.routing.classify import Outcome, fails_over, rest_seconds
@@ -55,44 +57,6 @@ from qcc.routing.ratelimit import parse_limits
 from qcc.routing.sticky import session_key
 
 log = logging.getLogger("qcc.proxy")
-
-PRECOMMIT_LIMIT = 1 << 20  # bytes of stream held back at most while waiting for its first content
-_NETWORK_ERRORS = (UpstreamError, OSError)
-_HELD = frozenset({None, "message_start", "content_block_start", "ping"})  # before the commit
-_STREAM_ERRORS = {
-    "overloaded_error": Outcome.OVERLOADED,
-    "rate_limit_error": Outcome.RATE_LIMITED,
-    "authentication_error": Outcome.AUTH_FAILED,
-    "permission_error": Outcome.AUTH_FAILED,
-}
-
-
-class ClientGone(Exception):
-    """The client went away while its response was being relayed."""
-
-    def __init__(self, response: web.StreamResponse) -> None:
-        super().__init__("client disconnected")
-        self.response = response
-
-
-async def _write(response: web.StreamResponse, chunk: bytes, *, eof: bool = False) -> None:
-    try:
-        if eof:
-            await response.write_eof(chunk)
-        else:
-            await response.write(chunk)
-    except ConnectionResetError:
-        raise ClientGone(response) from None
-
-
-class _Relay(web.StreamResponse):
-    """A streamed response whose head goes out with its first body bytes: one send, not two.
-
-    (aiohttp's own ``web.Response`` does the same; if a future aiohttp drops the attribute, the
-    head is simply sent on its own again.)
-    """
-
-    _send_headers_immediately = False
 
 
 @dataclass(slots=True)
@@ -186,7 +150,7 @@ class Exchange:
         deadline = self.deadline
         if deadline is not None and now >= deadline:
             waited = now - self.started
-            self._fail(member, Outcome.TIMEOUT, f"no answer after {waited:.1f}s (client gave up)")
+            self.fail(member, Outcome.TIMEOUT, f"no answer after {waited:.1f}s (client gave up)")
         log.info("client closed the connection; request to account %s cancelled", member.name)
         self.log(member.name, 499, "client_closed", now - self.started)
 
@@ -262,15 +226,15 @@ class Exchange:
             headers = downstream_headers(upstream.pairs)
             ctype = headers.get("content-type", "")
             if outcome is Outcome.SUCCESS and ctype.startswith("text/event-stream"):
-                first = await self._first_events(member, upstream, deadline)
+                first = await first_events(self, member, upstream, deadline)
                 if isinstance(first, Failure):
                     return first
                 ttfb = loop.time() - started
                 self.deadline = None
-                response, broken = await self._relay_stream(member, upstream, headers, first)
+                response, broken = await relay_stream(self, member, upstream, headers, first)
             else:
                 self.deadline = None
-                response, broken = await self._relay_body(member, upstream, headers, prefix)
+                response, broken = await relay_body(self, member, upstream, headers, prefix)
             # Recorded when the response is complete, so an account whose answers break after
             # the head is never reset to healthy by their start (issue 11, item 9).
             if broken:
@@ -284,9 +248,9 @@ class Exchange:
             else:
                 what = "content" if self.stream else "response"
                 reason = f"no {what} within {head_limit:g}s"
-            return self._fail(member, Outcome.TIMEOUT, reason, local=_local(exc))
-        except _NETWORK_ERRORS as exc:
-            return self._fail(member, Outcome.NETWORK, _describe(exc), local=_local(exc))
+            return self.fail(member, Outcome.TIMEOUT, reason, local=_local(exc))
+        except NETWORK_ERRORS as exc:
+            return self.fail(member, Outcome.NETWORK, describe(exc), local=_local(exc))
         finally:
             rt.pool.end(member)
             if trial:  # an exhausted account's one trial request
@@ -325,7 +289,7 @@ class Exchange:
         self._failed_answer(member, upstream, answer)
         return False
 
-    def _fail(
+    def fail(
         self,
         member: Member,
         outcome: Outcome,
@@ -380,7 +344,7 @@ class Exchange:
         cooldown = rest_seconds(
             outcome, None if verdict is None else verdict.cooldown, upstream.headers, time.time()
         )
-        return self._fail(
+        return self.fail(
             member,
             outcome,
             answer.reason,
@@ -389,137 +353,6 @@ class Exchange:
             answer.detail,
             rule=answer.rule,
         )
-
-    async def _first_events(
-        self, member: Member, upstream: Response, deadline: float
-    ) -> bytes | Failure:
-        """Hold the stream back until its first content; fail over on anything before it.
-
-        Events are parsed only until then (and the held bytes are bounded by PRECOMMIT_LIMIT);
-        ``message_start`` gives the prompt's usage.
-        """
-        buf = b""
-        pos = 0
-        while True:
-            chunk = await upstream.read(deadline)
-            if not chunk:
-                return self._fail(member, Outcome.STREAM_ERROR, "stream ended before its content")
-            buf += chunk
-            while (event := sse.next_event(buf, pos)) is not None:
-                name, data, pos = event
-                if name in _HELD:
-                    if name == "message_start":
-                        self.usage = sse.usage_numbers(data)
-                    continue
-                if name == "error":
-                    kind = error_kind(sse.error_type(data)) or "error"
-                    outcome = _STREAM_ERRORS.get(kind, Outcome.STREAM_ERROR)
-                    # No cool-down announced: health.rate_limit_default applies.
-                    return self._fail(member, outcome, f"stream began with {kind}")
-                return buf  # content (or an event qcc does not know): commit
-            if len(buf) > PRECOMMIT_LIMIT:
-                return buf
-
-    # ---- relaying a committed response ---------------------------------------------------
-
-    async def _relay_stream(
-        self,
-        member: Member,
-        upstream: Response,
-        headers: CIMultiDict[str],
-        buffered: bytes,
-    ) -> tuple[web.StreamResponse, bool]:
-        """Relay a committed stream; True with it if the account broke it off."""
-        response = _Relay(status=upstream.status, reason=upstream.reason, headers=headers)
-        await response.prepare(self.request)
-        loop = asyncio.get_running_loop()
-        self.first_byte = loop.time()
-        watcher = sse.StreamWatcher()
-        idle = self.rt.config.timeouts.stream_idle
-        ended_by = ""
-        # Whatever has arrived goes out in one write; the head goes with the first one and the
-        # end of the body with the last (a short stream can be a single send).
-        chunk = buffered + upstream.ready()
-        try:
-            while True:
-                watcher.feed(chunk)
-                if upstream.at_eof():
-                    break
-                await _write(response, chunk)
-                chunk = await upstream.read(loop.time() + idle)
-                if not chunk:
-                    break
-        except TimeoutError:
-            ended_by = f"account {member.name} went silent mid-stream"
-            chunk = b""
-        except _NETWORK_ERRORS as exc:
-            ended_by = f"account {member.name} dropped the stream ({_describe(exc)})"
-            chunk = b""
-        except BaseException:  # the client left (ClientGone, or the handler was cancelled)
-            self.settle(member, watcher.usage)
-            raise
-        if not ended_by and not watcher.stopped:
-            ended_by = f"account {member.name} ended the stream before message_stop"
-        self.settle(member, watcher.usage)
-        if ended_by:
-            self._fail(member, Outcome.STREAM_ERROR, ended_by, committed=True)
-            chunk += sse.error_event("api_error", f"qcc: {ended_by}")
-        await _write(response, chunk, eof=True)
-        return response, bool(ended_by)
-
-    async def _relay_body(
-        self, member: Member, upstream: Response, headers: CIMultiDict[str], prefix: bytes = b""
-    ) -> tuple[web.StreamResponse, bool]:
-        """Relay a plain response; True with it if the account broke it off mid-body.
-        ``prefix``: the body's first bytes, already read (an error answer's), sent first."""
-        tail = sse.BodyTail(headers.get("content-encoding", "identity").lower())
-        if upstream.status >= 300:
-            tail.readable = False
-        first = prefix + upstream.ready() if prefix else upstream.ready()
-        loop = asyncio.get_running_loop()
-        self.first_byte = loop.time()
-        if upstream.at_eof():
-            # The whole body came with the head (the usual small answer): aiohttp sends the
-            # head and body in one write once the handler returns it.
-            tail.feed(first)
-            whole = web.Response(
-                status=upstream.status, reason=upstream.reason, headers=headers, body=first
-            )
-            self.settle(member, tail.usage())
-            return whole, False
-        response = _Relay(status=upstream.status, reason=upstream.reason, headers=headers)
-        length = upstream.content_length
-        if length is not None:
-            response.content_length = length
-        await response.prepare(self.request)
-        idle = self.rt.config.timeouts.first_byte
-        chunk = first
-        try:
-            while True:
-                tail.feed(chunk)
-                if upstream.at_eof():
-                    break  # the last bytes go out with the end of the body
-                if chunk:
-                    await _write(response, chunk)
-                chunk = await upstream.read(loop.time() + idle)
-                if not chunk:
-                    break
-        except (TimeoutError, *_NETWORK_ERRORS) as exc:
-            # Committed: nothing can be replaced now. The client must see a broken body, never
-            # a short one that looks complete: a chunked body would get its final chunk from
-            # write_eof, so the connection is dropped instead (the SDKs raise a connection
-            # error, which they retry).
-            reason = f"account {member.name} broke off its response ({_describe(exc)})"
-            self._fail(member, Outcome.NETWORK, reason, committed=True)
-            self.settle(member)
-            response.force_close()
-            transport = self.request.transport
-            if transport is not None:
-                transport.abort()
-            return response, True
-        await _write(response, chunk, eof=True)
-        self.settle(member, tail.usage())
-        return response, False
 
     # ---- the access line ----------------------------------------------------------------
 
@@ -546,17 +379,6 @@ class Exchange:
 def _local(exc: BaseException) -> bool:
     """Whether a failure is qcc's own (see :attr:`qcc.net.errors.UpstreamError.local`)."""
     return isinstance(exc, UpstreamError) and exc.local
-
-
-def _describe(exc: BaseException) -> str:
-    """A short, secret-free description of a network error (never the request headers)."""
-    if isinstance(exc, UpstreamError):
-        return exc.describe
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    return type(exc).__name__
 
 
 async def handle_api(request: web.Request) -> web.StreamResponse:
