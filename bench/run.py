@@ -226,7 +226,9 @@ def run_loop(
     if "S6" in args.scenarios:
         log(f"S6 ({loop}): {scenarios.BIG_CLUSTER} accounts, small JSON, 32 conns")
         qcc = next(p for p in proxies if p.name == "qcc")
-        raw["S6"] = scenarios.run_big_cluster(workdir, upstream.url, loop, qcc, args.duration, log)
+        raw["S6"] = scenarios.run_big_cluster(
+            workdir, upstream.url, loop, qcc, args.reps, args.duration, log
+        )
     if "S7" in args.scenarios:
         log(f"S7 ({loop}): small JSON through qcc with [shared] on a local redis-server")
         qcc = next(p for p in proxies if p.name == "qcc")
