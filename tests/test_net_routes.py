@@ -80,7 +80,8 @@ async def test_traffic_and_probes_of_the_proxy_app_go_through_an_http_proxy(
     ):
         proxy_url = proxy.url.replace("http://", "http://alice:s3cr3t-pw@")
         config = cluster_config(
-            {"a": upstream.url()}, accounts={"a": {"proxy": proxy_url, "ca_file": ca_file}}
+            {"a": upstream.url("127.0.0.1")},
+            accounts={"a": {"proxy": proxy_url, "ca_file": ca_file}},
         )
         client = await aiohttp_client(create_app(config, "test", monitor=False))
         for _ in range(3):
@@ -88,7 +89,7 @@ async def test_traffic_and_probes_of_the_proxy_app_go_through_an_http_proxy(
             assert response.status == 200, await response.text()
             await response.read()
         assert proxy.tunnels == 1  # one tunnel, kept alive across requests
-        assert proxy.request_lines[0] == f"CONNECT localhost:{upstream.port} HTTP/1.1"
+        assert proxy.request_lines[0] == f"CONNECT 127.0.0.1:{upstream.port} HTTP/1.1"
         assert len(upstream.fake.requests) == 3
         # The probe takes the same route: through the proxy, with the same trust.
         runtime = client.app[RUNTIME_KEY]
@@ -206,6 +207,18 @@ async def test_a_bad_proxy_fails_over_to_a_direct_account(
 # ---- SOCKS5 ----------------------------------------------------------------------------------
 
 
+def _resolves_localhost() -> bool:
+    try:
+        return bool(socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM))
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(
+    not _resolves_localhost(),
+    reason="this machine cannot resolve 'localhost' (no /etc/hosts entry): the SOCKS proxy "
+    "must resolve a name for this test",
+)
 async def test_traffic_and_probes_through_socks5_with_remote_dns(
     ca: tuple[trustme.CA, str],
 ) -> None:
@@ -294,14 +307,14 @@ async def test_ssl_cert_file_is_honoured_and_a_bad_ca_file_is_named(
     async with tls_account(authority) as upstream:
         client = UpstreamClient()
         with pytest.raises(Exception, match="TLS certificate"):
-            await post(client, RouteSettings(upstream.url()))
+            await post(client, RouteSettings(upstream.url("127.0.0.1")))
         client.close()
         monkeypatch.setenv("SSL_CERT_FILE", ca_file)
         client = UpstreamClient()
-        assert (await post(client, RouteSettings(upstream.url())))[0] == 200
+        assert (await post(client, RouteSettings(upstream.url("127.0.0.1"))))[0] == 200
         missing = str(tmp_path / "nope.pem")
         with pytest.raises(BadSetting, match=f"ca_file {missing}: cannot load it"):
-            await post(client, RouteSettings(upstream.url(), ca_file=missing))
+            await post(client, RouteSettings(upstream.url("127.0.0.1"), ca_file=missing))
         client.close()
 
 
@@ -364,9 +377,9 @@ async def test_socks5_credentials_and_a_refusal_that_hides_them(
     async with tls_account(authority) as upstream:
         with socks5_proxy(auth="carol:right-pw") as socks:
             client = UpstreamClient()
-            good = account(upstream.url(), proxy=socks, ca_file=ca_file)
+            good = account(upstream.url("127.0.0.1"), proxy=socks, ca_file=ca_file)
             assert (await post(client, good))[0] == 200
-            bad = account(upstream.url(), proxy=socks.replace("right-pw", "wrong-pw"))
+            bad = account(upstream.url("127.0.0.1"), proxy=socks.replace("right-pw", "wrong-pw"))
             with pytest.raises(ProxyFailed) as caught:
                 await post(client, bad)
             client.close()
