@@ -1,4 +1,5 @@
-"""No package imports "upward": cli → config → proxy → accounts → health/routing → stats."""
+"""No package imports "upward": cli → config → proxy → shared → accounts → health → credentials →
+routing/usage/net → stats."""
 
 from __future__ import annotations
 
@@ -12,9 +13,36 @@ import qcc
 ROOT = Path(qcc.__file__).parent
 # What each lower layer must never import (lazy imports inside functions included).
 FORBIDDEN = {
-    "accounts": ("qcc.proxy", "qcc.cli"),
-    "health": ("qcc.accounts", "qcc.proxy", "qcc.cli"),
-    "routing": ("qcc.accounts", "qcc.health", "qcc.proxy", "qcc.cli"),
+    "shared": ("qcc.proxy", "qcc.cli"),
+    "accounts": ("qcc.shared", "qcc.proxy", "qcc.cli"),
+    "health": ("qcc.accounts", "qcc.shared", "qcc.proxy", "qcc.cli"),
+    "credentials": ("qcc.accounts", "qcc.health", "qcc.shared", "qcc.proxy", "qcc.cli"),
+    "routing": (
+        "qcc.accounts",
+        "qcc.health",
+        "qcc.credentials",
+        "qcc.shared",
+        "qcc.proxy",
+        "qcc.cli",
+    ),
+    "usage": (
+        "qcc.accounts",
+        "qcc.health",
+        "qcc.credentials",
+        "qcc.shared",
+        "qcc.proxy",
+        "qcc.cli",
+    ),
+    "net": (
+        "qcc.accounts",
+        "qcc.health",
+        "qcc.credentials",
+        "qcc.routing",
+        "qcc.usage",
+        "qcc.shared",
+        "qcc.proxy",
+        "qcc.cli",
+    ),
     "stats.py": ("qcc.accounts", "qcc.health", "qcc.routing", "qcc.proxy", "qcc.cli"),
 }
 
