@@ -16,6 +16,8 @@ import typer
 
 from qcc.cli import account_show, account_test, render
 from qcc.cli.account_options import (
+    ClusterOpt,
+    NameArg,
     credential_from_options,
     model_renames,
     non_negative,
@@ -34,18 +36,6 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-
-NameArg = Annotated[str, typer.Argument(metavar="NAME", show_default=False, help="Account name.")]
-ClusterOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--cluster",
-        "-c",
-        metavar="C",
-        show_default=False,
-        help="Cluster of the account. Default: the default cluster (or the only one).",
-    ),
-]
 
 
 def _cluster_name(state: CliState, cluster: str | None) -> str:

@@ -1,18 +1,37 @@
 """Parsing ``qcc account add``'s options: the one credential (inline, env var name or
 command), ``--weight``/``--priority`` and ``--model FROM=TO``, each with a one-line error that
 names the option and never quotes a value that may be a secret; and the warning when a named
-environment variable would not give the proxy a usable credential.
+environment variable would not give the proxy a usable credential. Also the parameter types
+the ``qcc account`` commands share (``NAME``, ``--cluster``, ``--json`` for line output).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Annotated
+
+import typer
 
 from qcc.cli import render
 from qcc.config.checks import ENV_NAME_RE
 from qcc.config.model import Credential, header_value_problem
 from qcc.errors import ConfigValidationError, CredentialError
 from qcc.redact import looks_like_secret
+
+NameArg = Annotated[str, typer.Argument(metavar="NAME", show_default=False, help="Account name.")]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        "-c",
+        metavar="C",
+        show_default=False,
+        help="Cluster of the account. Default: the default cluster (or the only one).",
+    ),
+]
+JsonLinesOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of lines.")
+]
 
 # (option, kind in the config file) in the order the error messages name them
 CREDENTIAL_OPTIONS = (

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from qcc.cli import render
-from qcc.cli.account_test import ClusterOpt, NameArg
+from qcc.cli.account_options import ClusterOpt, JsonLinesOpt, NameArg
 from qcc.config.model import Account
 from qcc.errors import ProxyError
 
@@ -78,9 +78,7 @@ def show(
     ctx: typer.Context,
     name: NameArg,
     cluster: ClusterOpt = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document on stdout instead of lines.")
-    ] = False,
+    as_json: JsonLinesOpt = False,
 ) -> None:
     """Show one account: its settings, where its credential comes from (inline, env:VAR,
     command, oauth; never the secret) and, if a proxy serves its cluster, the credential's

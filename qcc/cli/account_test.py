@@ -6,29 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from qcc.cli import render
+from qcc.cli.account_options import ClusterOpt, JsonLinesOpt, NameArg
 from qcc.config.model import Account, Config, mask_secret
 from qcc.errors import CredentialError
 from qcc.redact import scrub
 
 if TYPE_CHECKING:
     from qcc.cli.main import CliState
-
-NameArg = Annotated[str, typer.Argument(metavar="NAME", show_default=False, help="Account name.")]
-ClusterOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--cluster",
-        "-c",
-        metavar="C",
-        show_default=False,
-        help="Cluster of the account. Default: the default cluster (or the only one).",
-    ),
-]
 
 
 def _masked(header: tuple[str, str]) -> str:
@@ -114,9 +103,7 @@ def test(
     ctx: typer.Context,
     name: NameArg,
     cluster: ClusterOpt = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON document on stdout instead of lines.")
-    ] = False,
+    as_json: JsonLinesOpt = False,
 ) -> None:
     """Fetch an account's credential through its source, probe the account once, and report
     each step (time taken, the credential masked, the probe's answer). No proxy needed.
