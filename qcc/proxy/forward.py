@@ -38,7 +38,6 @@ from qcc.net.client import render_head
 from qcc.net.connection import Response
 from qcc.net.errors import ConnectTimeout, UpstreamError
 from qcc.proxy.activity import record as record_activity
-from qcc.proxy.admin import unauthorized
 from qcc.proxy.error_answer import READ_SECONDS, ErrorAnswer, read_answer
 from qcc.proxy.failed import Failure, all_failed
 from qcc.proxy.guard import CALLER, TARGET, VIEW, renamed_body
@@ -382,9 +381,9 @@ def _local(exc: BaseException) -> bool:
 
 
 async def handle_api(request: web.Request) -> web.StreamResponse:
+    """A ``/v1`` request, already admitted by the edge (Host, Origin, path, access or member
+    key: :func:`qcc.proxy.app.edge`, the only way in)."""
     runtime = request.app[RUNTIME_KEY]
     runtime.requests += 1
-    if not runtime.authorized(request):
-        return unauthorized()
     body = await request.read()
     return await Exchange(runtime, request, body).run()
